@@ -1,0 +1,482 @@
+//! The limiter: policies over a table, deciding requests.
+
+use core::hash::Hasher;
+
+use siphasher::sip::SipHasher13;
+
+use crate::policy::{Config, Policy, PolicyId, MAX_RULES};
+use crate::rule::{Algorithm, Outcome, NS_PER_S};
+use crate::sync::{AtomicU64, Ordering};
+use crate::table::{self, Cell, Slot};
+
+/// The two clocks of a request, both read by the caller: the core never reads a clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// A monotonic clock in nanoseconds: all limiting arithmetic uses it.
+    pub mono_ns: u64,
+    /// The Unix-epoch wall clock in nanoseconds: only used to print `X-RateLimit-Reset`.
+    pub wall_ns: u64,
+}
+
+impl Now {
+    /// One timestamp as both clocks, as the conformance traces use them.
+    pub const fn same(ns: u64) -> Now {
+        Now {
+            mono_ns: ns,
+            wall_ns: ns,
+        }
+    }
+}
+
+/// What a check is against: a request path (looked up in the route table) or a policy
+/// named directly (for keys on a plan with its own limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// A request path such as `/v1/messages/42?x=1`.
+    Route(&'a str),
+    /// A policy of the limiter's config.
+    Policy(PolicyId),
+}
+
+/// What the limiter answers when a key needs a cell and none can be had within the
+/// probe bound (SEMANTICS.md 5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FullTableMode {
+    /// Admit as for a fresh key, store nothing, flag the decision (the default).
+    #[default]
+    Open,
+    /// Deny with `Retry-After: 1`, flag the decision.
+    Closed,
+}
+
+/// Why a check gave no decision. Nothing was changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// The cost is 0 or above the capacity of one of the policy's rules.
+    InvalidCost,
+    /// The policy id is not from this limiter's config.
+    UnknownPolicy,
+}
+
+impl core::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            CheckError::InvalidCost => {
+                "invalid_cost: the cost must be from 1 to the capacity of every rule of the policy"
+            }
+            CheckError::UnknownPolicy => "unknown_policy: no such policy in this limiter",
+        })
+    }
+}
+
+/// The answer to one request: the decision and the figures of its binding rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request is admitted.
+    pub allowed: bool,
+    /// `X-RateLimit-Limit`: the binding rule's limit.
+    pub limit: u64,
+    /// `X-RateLimit-Remaining`: the binding rule's remaining requests.
+    pub remaining: u64,
+    /// `X-RateLimit-Reset`: Unix epoch seconds, `ceil((wall + reset) / 1e9)`.
+    pub reset: u64,
+    /// The binding rule's `reset` in nanoseconds from now.
+    pub reset_after_ns: u64,
+    /// `Retry-After` in seconds when denied (at least 1); 0 when allowed.
+    pub retry_after_seconds: u64,
+    /// The largest `retry` of the denying rules in nanoseconds; 0 when allowed.
+    pub retry_after_ns: u64,
+    /// The policy that decided.
+    pub policy: PolicyId,
+    /// The index of the binding rule in the policy.
+    pub binding_rule: u8,
+    /// Whether the table had no cell for the key, so the full-table mode answered.
+    pub table_full: bool,
+}
+
+impl Decision {
+    /// The HTTP status: 200 when allowed, 429 when denied.
+    pub const fn status(&self) -> u16 {
+        if self.allowed {
+            200
+        } else {
+            429
+        }
+    }
+}
+
+/// Counts of full-table answers since the limiter was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests admitted by the fail-open mode.
+    pub table_full_open: u64,
+    /// Requests denied by the fail-closed mode.
+    pub table_full_closed: u64,
+}
+
+/// The hash key of the table: it makes fingerprints unpredictable to clients. Share it
+/// only between processes that share a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seed(pub [u64; 2]);
+
+/// A rate limiter: a [`Config`] of policies over a table of [`Cell`]s.
+///
+/// `S` is the table's memory: `&'static [Cell]` for a `static` array on a
+/// microcontroller, `Box<[Cell]>` in a binding, or a mapping of shared memory. The
+/// limiter never allocates, never locks on targets with native 128-bit
+/// compare-and-swap, and is `Sync`: share one between threads by reference.
+///
+/// # Examples
+///
+/// ```
+/// use aisoule_ratelimit::{Cell, Config, Limiter, Now, Seed, Target};
+///
+/// static CELLS: [Cell; 1024] = [const { Cell::new() }; 1024];
+/// let limiter = Limiter::new(Config::documented(), &CELLS[..], Seed([1, 2]));
+/// let now = Now::same(1_780_423_178_274_000_000);
+/// let d = limiter.check(b"key-1", Target::Route("/v1/status"), 1, now).unwrap();
+/// assert!(d.allowed);
+/// assert_eq!((d.limit, d.remaining), (120, 119));
+/// ```
+#[derive(Debug)]
+pub struct Limiter<S: AsRef<[Cell]>> {
+    config: Config,
+    cells: S,
+    seed: Seed,
+    on_full: FullTableMode,
+    full_open: AtomicU64,
+    full_closed: AtomicU64,
+}
+
+const UNSET: Outcome = Outcome {
+    admitted: true,
+    state: 0,
+    figures: crate::rule::Figures {
+        limit: 0,
+        remaining: 0,
+        reset_ns: 0,
+        retry_ns: 0,
+    },
+};
+
+impl<S: AsRef<[Cell]>> Limiter<S> {
+    /// A limiter over `cells` (empty, or left by a limiter of the same config and seed),
+    /// failing open when the table is full.
+    pub fn new(config: Config, cells: S, seed: Seed) -> Self {
+        Self::with_full_table_mode(config, cells, seed, FullTableMode::Open)
+    }
+
+    /// A limiter with an explicit full-table mode.
+    pub fn with_full_table_mode(config: Config, cells: S, seed: Seed, on_full: FullTableMode) -> Self {
+        Limiter {
+            config,
+            cells,
+            seed,
+            on_full,
+            full_open: AtomicU64::new(0),
+            full_closed: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The policy with this id.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not from this limiter's config.
+    pub fn policy(&self, id: PolicyId) -> &Policy {
+        self.config.policy(id)
+    }
+
+    /// The table's cells.
+    pub fn cells(&self) -> &[Cell] {
+        self.cells.as_ref()
+    }
+
+    /// The full-table mode.
+    pub fn full_table_mode(&self) -> FullTableMode {
+        self.on_full
+    }
+
+    /// The full-table counts.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            table_full_open: self.full_open.load(Ordering::Relaxed),
+            table_full_closed: self.full_closed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Decides a request of `cost` by `key` and counts it if admitted.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::InvalidCost`] when `cost` is 0 or above a rule's capacity;
+    /// [`CheckError::UnknownPolicy`] for a policy id from another config. Nothing changes.
+    pub fn check(&self, key: &[u8], target: Target<'_>, cost: u64, now: Now) -> Result<Decision, CheckError> {
+        self.run(key, target, cost, now, true)
+    }
+
+    /// What [`Limiter::check`] would answer, without counting anything: `allowed` says
+    /// whether a request of `cost` would be admitted, and the figures describe the key's
+    /// state as it is.
+    ///
+    /// # Errors
+    ///
+    /// As [`Limiter::check`].
+    pub fn peek(&self, key: &[u8], target: Target<'_>, cost: u64, now: Now) -> Result<Decision, CheckError> {
+        self.run(key, target, cost, now, false)
+    }
+
+    fn key_hash(&self, key: &[u8]) -> u64 {
+        let mut h = SipHasher13::new_with_keys(self.seed.0[0], self.seed.0[1]);
+        h.write(key);
+        h.finish()
+    }
+
+    fn rule_for_slot(&self, slot: usize) -> Option<&crate::rule::Rule> {
+        self.config
+            .policies()
+            .get(slot / MAX_RULES)?
+            .rules()
+            .get(slot % MAX_RULES)
+    }
+
+    fn run(
+        &self,
+        key: &[u8],
+        target: Target<'_>,
+        cost: u64,
+        now: Now,
+        consume: bool,
+    ) -> Result<Decision, CheckError> {
+        let pid = match target {
+            Target::Route(path) => self.config.route(path),
+            Target::Policy(id) if id.index() < self.config.policies().len() => id,
+            Target::Policy(_) => return Err(CheckError::UnknownPolicy),
+        };
+        let policy = self.config.policy(pid);
+        if cost == 0 || cost > policy.max_cost() {
+            return Err(CheckError::InvalidCost);
+        }
+        let rules = policy.rules();
+        let cells = self.cells.as_ref();
+        let key_hash = self.key_hash(key);
+        let t = now.mono_ns;
+        let neutral = |fp: u64, state: u64| match table::rule_slot(fp).and_then(|s| self.rule_for_slot(s)) {
+            Some(rule) => rule.is_neutral(state, t),
+            // A tag this config does not know: never evict what we cannot judge.
+            None => false,
+        };
+        let mut fps = [0u64; MAX_RULES];
+        for (r, fp) in fps.iter_mut().enumerate().take(rules.len()) {
+            *fp = table::fingerprint(key_hash, pid.index() * MAX_RULES + r);
+        }
+        loop {
+            let mut slots = [Slot::Full; MAX_RULES];
+            let mut outcomes = [UNSET; MAX_RULES];
+            let mut table_full = false;
+            for (r, rule) in rules.iter().enumerate() {
+                slots[r] = table::find(cells, fps[r], &neutral);
+                let state = match slots[r] {
+                    Slot::Found { word, .. } => table::state_of(word),
+                    Slot::Vacant { .. } => 0,
+                    Slot::Full => {
+                        table_full = true;
+                        0
+                    }
+                };
+                outcomes[r] = if consume {
+                    rule.decide(state, t, cost)
+                } else {
+                    rule.inspect(state, t, cost)
+                };
+            }
+            let outcomes = &outcomes[..rules.len()];
+            if table_full && self.on_full == FullTableMode::Closed {
+                if consume {
+                    self.full_closed.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(self.closed(pid, outcomes, now));
+            }
+            let allowed = outcomes.iter().all(|o| o.admitted);
+            if !allowed || !consume {
+                return Ok(self.compose(pid, outcomes, allowed, table_full, now));
+            }
+            if self.commit(rules, &fps, &slots, outcomes, cost, t) {
+                if table_full {
+                    self.full_open.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(self.compose(pid, outcomes, true, table_full, now));
+            }
+            // Another thread moved one of the key's cells: decide again on fresh states.
+        }
+    }
+
+    /// Stores every rule's new state, windows first (their undo is exact), each by a
+    /// compare-and-swap on the word it was decided from. On a lost race, takes back what
+    /// it stored and returns false.
+    fn commit(
+        &self,
+        rules: &[crate::rule::Rule],
+        fps: &[u64; MAX_RULES],
+        slots: &[Slot; MAX_RULES],
+        outcomes: &[Outcome],
+        cost: u64,
+        now: u64,
+    ) -> bool {
+        let cells = self.cells.as_ref();
+        let mut done = [false; MAX_RULES];
+        let order = (0..rules.len())
+            .filter(|&r| rules[r].algorithm() == Algorithm::Window)
+            .chain((0..rules.len()).filter(|&r| rules[r].algorithm() == Algorithm::Gcra));
+        for r in order {
+            let stored = match slots[r] {
+                Slot::Found { index, word } | Slot::Vacant { index, word } => {
+                    let new = table::word(fps[r], outcomes[r].state);
+                    let ok = cells[index].swap_word(word, new).is_ok();
+                    if ok && matches!(slots[r], Slot::Vacant { .. }) {
+                        let rule = &rules[r];
+                        table::fold_duplicates(cells, fps[r], &|a, b| rule.merge(a, b, now));
+                    }
+                    ok
+                }
+                // Fail-open: nothing is stored for a rule without a cell.
+                Slot::Full => true,
+            };
+            if !stored {
+                for (u, _) in done.iter().enumerate().filter(|(_, d)| **d) {
+                    self.undo(&rules[u], fps[u], &slots[u], &outcomes[u], cost, now);
+                }
+                return false;
+            }
+            done[r] = true;
+        }
+        true
+    }
+
+    /// Takes back one stored rule state (see [`crate::rule::Rule`]'s undo).
+    fn undo(&self, rule: &crate::rule::Rule, fp: u64, slot: &Slot, outcome: &Outcome, cost: u64, now: u64) {
+        let cells = self.cells.as_ref();
+        let (mut index, original) = match *slot {
+            Slot::Found { index, word } | Slot::Vacant { index, word } => (index, word),
+            Slot::Full => return,
+        };
+        let before = match slot {
+            Slot::Found { word, .. } => table::state_of(*word),
+            _ => 0,
+        };
+        let committed = table::word(fp, outcome.state);
+        let mut exact = true;
+        loop {
+            let current = cells[index].word();
+            let new = if exact && current == committed {
+                original
+            } else if table::fp_of(current) == fp {
+                table::word(
+                    fp,
+                    rule.undo(before, outcome.state, table::state_of(current), cost),
+                )
+            } else {
+                // The cell was folded into the key's first cell: take the cost back there.
+                exact = false;
+                match table::find(cells, fp, &|_, _| false) {
+                    Slot::Found { index: i, .. } if i != index => {
+                        index = i;
+                        continue;
+                    }
+                    _ => return,
+                }
+            };
+            if cells[index].swap_word(current, new).is_ok() {
+                return;
+            }
+            let _ = now;
+        }
+    }
+
+    /// Picks the binding rule and builds the decision (SEMANTICS.md 3.3).
+    fn compose(
+        &self,
+        pid: PolicyId,
+        outcomes: &[Outcome],
+        allowed: bool,
+        table_full: bool,
+        now: Now,
+    ) -> Decision {
+        let rules = self.config.policy(pid).rules();
+        let longer = |a: usize, b: usize| rules[a].period_ns() > rules[b].period_ns();
+        let mut binding = usize::MAX;
+        for (r, o) in outcomes.iter().enumerate() {
+            if !allowed && o.admitted {
+                continue;
+            }
+            if binding == usize::MAX {
+                binding = r;
+                continue;
+            }
+            let (f, b) = (&o.figures, &outcomes[binding].figures);
+            let better = if allowed {
+                f.remaining < b.remaining || (f.remaining == b.remaining && longer(r, binding))
+            } else {
+                f.retry_ns > b.retry_ns || (f.retry_ns == b.retry_ns && longer(r, binding))
+            };
+            if better {
+                binding = r;
+            }
+        }
+        let f = outcomes[binding].figures;
+        let retry_after_seconds = if allowed {
+            0
+        } else {
+            f.retry_ns.div_ceil(NS_PER_S).max(1)
+        };
+        Decision {
+            allowed,
+            limit: f.limit,
+            remaining: f.remaining,
+            reset: epoch_seconds(now.wall_ns, f.reset_ns),
+            reset_after_ns: f.reset_ns,
+            retry_after_seconds,
+            retry_after_ns: if allowed { 0 } else { f.retry_ns },
+            policy: pid,
+            binding_rule: binding as u8,
+            table_full,
+        }
+    }
+
+    /// The fail-closed answer: denied, `Retry-After: 1`, the longest rule's figures
+    /// with nothing remaining.
+    fn closed(&self, pid: PolicyId, outcomes: &[Outcome], now: Now) -> Decision {
+        let rules = self.config.policy(pid).rules();
+        let mut binding = 0;
+        for r in 1..rules.len() {
+            if rules[r].period_ns() > rules[binding].period_ns() {
+                binding = r;
+            }
+        }
+        let f = outcomes[binding].figures;
+        Decision {
+            allowed: false,
+            limit: f.limit,
+            remaining: 0,
+            reset: epoch_seconds(now.wall_ns, f.reset_ns.max(NS_PER_S)),
+            reset_after_ns: f.reset_ns.max(NS_PER_S),
+            retry_after_seconds: 1,
+            retry_after_ns: NS_PER_S,
+            policy: pid,
+            binding_rule: binding as u8,
+            table_full: true,
+        }
+    }
+}
+
+/// `ceil((wall + reset) / 1e9)` in 128 bits.
+fn epoch_seconds(wall_ns: u64, reset_ns: u64) -> u64 {
+    let total = wall_ns as u128 + reset_ns as u128;
+    total.div_ceil(NS_PER_S as u128) as u64
+}

@@ -1,0 +1,197 @@
+//! The fixed table of cells, in memory the caller provides.
+//!
+//! A cell is 16 bytes: a 64-bit fingerprint of (key, policy, rule) and that rule's 64-bit
+//! state, updated together by one 128-bit compare-and-swap. The fingerprint's low byte
+//! names the rule (1 + its index in the config; 0 marks an empty cell, 0xFF a cell given
+//! back), so any process can tell whether another key's cell is neutral and may be reused.
+//!
+//! A key's cells live within [`PROBE_LIMIT`] cells of its home (linear probing). Cells
+//! are never emptied again, only reused, so a lookup may stop at the first empty cell.
+
+use crate::sync::{AtomicU128, Ordering};
+
+/// How many cells from its home a key's cell may be.
+pub const PROBE_LIMIT: usize = 16;
+
+const TAG_MASK: u64 = 0xff;
+const TAG_EMPTY: u64 = 0;
+const TAG_TOMB: u64 = 0xff;
+const WORD_TOMB: u128 = TAG_TOMB as u128;
+
+/// One table cell: a fingerprint and a rule state, in one 16-byte atomic word.
+///
+/// `#[repr(C)]`, 16-byte aligned, no pointers: a table can be a `static` array, a heap
+/// block, or a shared-memory segment mapped at different addresses by several processes.
+/// An all-zero cell is empty, so zeroed memory is a valid empty table.
+#[repr(C, align(16))]
+#[derive(Debug)]
+pub struct Cell {
+    /// Low 64 bits: the fingerprint; high 64 bits: the state.
+    word: AtomicU128,
+}
+
+impl Cell {
+    /// An empty cell.
+    #[cfg(not(loom))]
+    pub const fn new() -> Cell {
+        Cell {
+            word: AtomicU128::new(0),
+        }
+    }
+
+    /// An empty cell.
+    #[cfg(loom)]
+    pub fn new() -> Cell {
+        Cell {
+            word: AtomicU128::new(0),
+        }
+    }
+
+    /// The fingerprint and state, read atomically (for inspection and tests).
+    pub fn load(&self) -> (u64, u64) {
+        let w = self.word.load(Ordering::Acquire);
+        (w as u64, (w >> 64) as u64)
+    }
+
+    pub(crate) fn word(&self) -> u128 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn swap_word(&self, current: u128, new: u128) -> Result<u128, u128> {
+        self.word
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Cell::new()
+    }
+}
+
+/// The size of one cell in bytes (16).
+pub const CELL_SIZE: usize = core::mem::size_of::<Cell>();
+
+pub(crate) const fn word(fp: u64, state: u64) -> u128 {
+    ((state as u128) << 64) | fp as u128
+}
+
+pub(crate) const fn fp_of(w: u128) -> u64 {
+    w as u64
+}
+
+pub(crate) const fn state_of(w: u128) -> u64 {
+    (w >> 64) as u64
+}
+
+/// The rule tag of a fingerprint: `Some(rule slot)` for a live cell.
+pub(crate) fn rule_slot(fp: u64) -> Option<usize> {
+    match fp & TAG_MASK {
+        TAG_EMPTY | TAG_TOMB => None,
+        t => Some(t as usize - 1),
+    }
+}
+
+/// A fingerprint for a key hash and a rule slot (`slot < 254`).
+pub(crate) const fn fingerprint(key_hash: u64, slot: usize) -> u64 {
+    (key_hash & !TAG_MASK) | (slot as u64 + 1)
+}
+
+/// The first cell of a fingerprint's probe sequence.
+pub(crate) fn home(fp: u64, capacity: usize) -> usize {
+    // A multiply-shift of a remixed fingerprint: the rule tag in the low byte changes
+    // the home, so one key's rules spread over the table.
+    let mixed = (fp ^ (fp >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    let mixed = mixed ^ (mixed >> 32);
+    ((mixed as u128 * capacity as u128) >> 64) as usize
+}
+
+/// Where a fingerprint is, or where it could go.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Slot {
+    /// The key's cell, and the word it held.
+    Found { index: usize, word: u128 },
+    /// No cell for the key; the first empty, given-back or neutral cell and its word.
+    Vacant { index: usize, word: u128 },
+    /// No cell for the key, and nowhere to put one.
+    Full,
+}
+
+/// Looks `fp` up in `cells`; `neutral(fp, state)` says whether another key's cell may be
+/// reused.
+pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u64) -> bool) -> Slot {
+    let cap = cells.len();
+    if cap == 0 {
+        return Slot::Full;
+    }
+    let start = home(fp, cap);
+    let mut vacant: Option<(usize, u128)> = None;
+    for off in 0..PROBE_LIMIT.min(cap) {
+        let index = (start + off) % cap;
+        let w = cells[index].word();
+        let f = fp_of(w);
+        if f == fp {
+            return Slot::Found { index, word: w };
+        }
+        match f & TAG_MASK {
+            TAG_EMPTY => {
+                let (index, word) = vacant.unwrap_or((index, w));
+                return Slot::Vacant { index, word };
+            }
+            TAG_TOMB => {
+                vacant.get_or_insert((index, w));
+            }
+            _ => {
+                if vacant.is_none() && neutral(f, state_of(w)) {
+                    vacant = Some((index, w));
+                }
+            }
+        }
+    }
+    match vacant {
+        Some((index, word)) => Slot::Vacant { index, word },
+        None => Slot::Full,
+    }
+}
+
+/// After claiming a cell for `fp`, folds any other cell claimed for the same key at the
+/// same time into the first one in probe order, so a key never counts in two places.
+/// `merge(a, b)` folds two states of the key.
+pub(crate) fn fold_duplicates(cells: &[Cell], fp: u64, merge: &impl Fn(u64, u64) -> u64) {
+    let cap = cells.len();
+    let start = home(fp, cap);
+    let mut first: Option<usize> = None;
+    for off in 0..PROBE_LIMIT.min(cap) {
+        let index = (start + off) % cap;
+        let mut w = cells[index].word();
+        if fp_of(w) & TAG_MASK == TAG_EMPTY {
+            return;
+        }
+        if fp_of(w) != fp {
+            continue;
+        }
+        let Some(keep) = first else {
+            first = Some(index);
+            continue;
+        };
+        // Give this duplicate back, then add what it held to the first cell.
+        let stolen = loop {
+            if fp_of(w) != fp {
+                break None;
+            }
+            match cells[index].swap_word(w, WORD_TOMB) {
+                Ok(_) => break Some(state_of(w)),
+                Err(now) => w = now,
+            }
+        };
+        let Some(stolen) = stolen else { continue };
+        let mut k = cells[keep].word();
+        while fp_of(k) == fp {
+            let merged = word(fp, merge(state_of(k), stolen));
+            match cells[keep].swap_word(k, merged) {
+                Ok(_) => break,
+                Err(now) => k = now,
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The response text: headers and the 429 body, written into caller buffers.
+
+use core::fmt::{self, Write};
+
+use crate::limiter::Decision;
+use crate::policy::Policy;
+use crate::rule::NS_PER_S;
+
+/// The 429 body before the number (SEMANTICS.md 4).
+pub const BODY_PREFIX: &str = r#"{"success":false,"error":{"code":"rate_limit_exceeded","message":"Too many requests. Please wait before retrying.","retry_after_seconds":"#;
+/// The 429 body after the number.
+pub const BODY_SUFFIX: &str = "}}";
+/// The `Content-Type` of the 429 body.
+pub const BODY_CONTENT_TYPE: &str = "application/json";
+
+/// Which rate-limit headers to write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeaderStyle {
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (the documented
+    /// set, the default).
+    #[default]
+    XRateLimit,
+    /// `RateLimit-Policy` (every rule of the policy) and `RateLimit` (the binding rule),
+    /// as draft-ietf-httpapi-ratelimit-headers-10 has them.
+    Ietf,
+    /// Both sets, the documented one first.
+    Both,
+}
+
+/// The most bytes one header value takes (a `RateLimit-Policy` of four rules).
+pub const MAX_HEADER_VALUE_LEN: usize = 256;
+
+/// A `u64` in plain decimal, formatted without `core::fmt`.
+#[derive(Clone, Copy)]
+pub struct Decimal {
+    buf: [u8; 20],
+    start: u8,
+}
+
+impl Decimal {
+    /// `v` in decimal.
+    pub fn new(mut v: u64) -> Decimal {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        Decimal { buf, start: i as u8 }
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits were written from `start` on.
+        core::str::from_utf8(&self.buf[self.start as usize..]).unwrap_or("0")
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A [`fmt::Write`] over a byte buffer that never writes past its end and counts the
+/// bytes a large enough buffer would have received (snprintf-style).
+#[derive(Debug)]
+pub struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    needed: usize,
+}
+
+impl<'a> SliceWriter<'a> {
+    /// A writer at the start of `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        SliceWriter { buf, needed: 0 }
+    }
+
+    /// Bytes the whole text needs.
+    pub fn needed(&self) -> usize {
+        self.needed
+    }
+
+    /// Bytes written into the buffer (at most its length).
+    pub fn written(&self) -> usize {
+        self.needed.min(self.buf.len())
+    }
+
+    /// Whether the text did not fit.
+    pub fn overflowed(&self) -> bool {
+        self.needed > self.buf.len()
+    }
+}
+
+impl Write for SliceWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let start = self.needed.min(self.buf.len());
+        let room = self.buf.len() - start;
+        let n = s.len().min(room);
+        self.buf[start..start + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.needed = self.needed.saturating_add(s.len());
+        Ok(())
+    }
+}
+
+/// Writes `f`'s text into `buf`, returning the bytes written, or `Err(needed)` (nothing
+/// usable written) when `buf` is too short.
+///
+/// # Errors
+///
+/// `Err(needed)` when the text needs more than `buf.len()` bytes.
+pub fn write_to_slice(
+    buf: &mut [u8],
+    f: impl FnOnce(&mut SliceWriter<'_>) -> fmt::Result,
+) -> Result<usize, usize> {
+    let mut w = SliceWriter::new(buf);
+    // SliceWriter never fails; a formatting error from `f` is a bug of `f`'s.
+    let _ = f(&mut w);
+    if w.overflowed() {
+        Err(w.needed())
+    } else {
+        Ok(w.needed())
+    }
+}
+
+/// A small stack buffer for one header value.
+struct ValueBuf {
+    buf: [u8; MAX_HEADER_VALUE_LEN],
+    len: usize,
+}
+
+impl ValueBuf {
+    fn new() -> Self {
+        ValueBuf {
+            buf: [0; MAX_HEADER_VALUE_LEN],
+            len: 0,
+        }
+    }
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl Write for ValueBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end > self.buf.len() {
+            return Err(fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The item name of rule `r` in the IETF headers: the policy's name, or `name.r` when
+/// the policy has several rules.
+fn write_item(out: &mut impl Write, policy: &Policy, r: usize) -> fmt::Result {
+    out.write_char('"')?;
+    out.write_str(policy.name())?;
+    if policy.rules().len() > 1 {
+        out.write_char('.')?;
+        out.write_str(Decimal::new(r as u64).as_str())?;
+    }
+    out.write_char('"')
+}
+
+impl Decision {
+    /// Calls `f(name, value)` for every header of this decision, in the contract's
+    /// order and case: the rate-limit headers of `style`, then `Retry-After` when
+    /// denied. `policy` must be the decision's (`limiter.policy(d.policy)`).
+    ///
+    /// # Errors
+    ///
+    /// The first error `f` returns.
+    pub fn for_each_header<E>(
+        &self,
+        policy: &Policy,
+        style: HeaderStyle,
+        mut f: impl FnMut(&'static str, &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if style != HeaderStyle::Ietf {
+            f("X-RateLimit-Limit", Decimal::new(self.limit).as_str())?;
+            f("X-RateLimit-Remaining", Decimal::new(self.remaining).as_str())?;
+            f("X-RateLimit-Reset", Decimal::new(self.reset).as_str())?;
+        }
+        if style != HeaderStyle::XRateLimit {
+            let mut v = ValueBuf::new();
+            for (r, rule) in policy.rules().iter().enumerate() {
+                // Names, limits and periods are bounded so four items fit the buffer.
+                let _ = (|| -> fmt::Result {
+                    if r > 0 {
+                        v.write_char(',')?;
+                    }
+                    write_item(&mut v, policy, r)?;
+                    v.write_str(";q=")?;
+                    v.write_str(Decimal::new(rule.burst()).as_str())?;
+                    v.write_str(";w=")?;
+                    v.write_str(Decimal::new(rule.period_ns().div_ceil(NS_PER_S)).as_str())
+                })();
+            }
+            f("RateLimit-Policy", v.as_str())?;
+            let mut v = ValueBuf::new();
+            let _ = (|| -> fmt::Result {
+                write_item(&mut v, policy, self.binding_rule as usize)?;
+                v.write_str(";r=")?;
+                v.write_str(Decimal::new(self.remaining).as_str())?;
+                v.write_str(";t=")?;
+                v.write_str(Decimal::new(self.reset_after_ns.div_ceil(NS_PER_S)).as_str())
+            })();
+            f("RateLimit", v.as_str())?;
+        }
+        if !self.allowed {
+            f("Retry-After", Decimal::new(self.retry_after_seconds).as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the headers as `Name: value\r\n` lines.
+    ///
+    /// # Errors
+    ///
+    /// The writer's error.
+    pub fn write_headers(&self, policy: &Policy, style: HeaderStyle, out: &mut impl Write) -> fmt::Result {
+        self.for_each_header(policy, style, |name, value| {
+            out.write_str(name)?;
+            out.write_str(": ")?;
+            out.write_str(value)?;
+            out.write_str("\r\n")
+        })
+    }
+
+    /// Writes the exact 429 body when denied; writes nothing when allowed.
+    ///
+    /// # Errors
+    ///
+    /// The writer's error.
+    pub fn write_body(&self, out: &mut impl Write) -> fmt::Result {
+        if self.allowed {
+            return Ok(());
+        }
+        out.write_str(BODY_PREFIX)?;
+        out.write_str(Decimal::new(self.retry_after_seconds).as_str())?;
+        out.write_str(BODY_SUFFIX)
+    }
+
+    /// The length of [`Decision::write_body`]'s text (0 when allowed).
+    pub fn body_len(&self) -> usize {
+        if self.allowed {
+            0
+        } else {
+            BODY_PREFIX.len() + Decimal::new(self.retry_after_seconds).as_str().len() + BODY_SUFFIX.len()
+        }
+    }
+}
