@@ -33,7 +33,7 @@ function fastifyRateLimit(fastify, options, done) {
           .code(o.missingKeyStatus)
           .header('Content-Type', 'application/json')
           .header('WWW-Authenticate', 'Bearer')
-          .send(o.missingKeyBody);
+          .send(Buffer.from(o.missingKeyBody));
         return;
       }
       const route = o.route ? o.route(request) : request.url;
@@ -50,7 +50,8 @@ function fastifyRateLimit(fastify, options, done) {
       next();
       return;
     }
-    reply.code(429).header('Content-Type', contentType).send(decision.body);
+    // A Buffer: Fastify sends it as it is (a string would get `; charset=utf-8` appended).
+    reply.code(429).header('Content-Type', contentType).send(Buffer.from(decision.body));
   });
   done();
 }
