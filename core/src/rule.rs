@@ -335,8 +335,9 @@ impl Rule {
         let admitted = new_tat - now_w <= bt;
         let tat_after = if admitted && consume { new_tat } else { tat };
         let x = tat_after.max(now_w) - now_w;
+        // `B*T <= 2^62`, so this division runs in 64 bits.
         let remaining = if bt > x {
-            ((bt - x) / t).min(self.burst as u128)
+            (div(bt - x, self.emission_ns) as u64).min(self.burst)
         } else {
             0
         };
@@ -348,7 +349,7 @@ impl Rule {
             state: sat_u64(tat_after),
             figures: Figures {
                 limit: self.burst,
-                remaining: remaining as u64,
+                remaining,
                 reset_ns: sat_u64(x),
                 retry_ns: sat_u64(retry),
             },
@@ -358,19 +359,23 @@ impl Rule {
     fn window_decide(&self, state: u64, now: u64, cost: u64, consume: bool) -> Outcome {
         let mut w = self.roll(state, now);
         let l = self.limit as u128;
-        let admitted = self.estimate(&w) + cost as u128 <= l;
+        let mut n = self.estimate(&w);
+        let admitted = n + cost as u128 <= l;
         if admitted && consume {
+            // Only `curr` changes, so the estimate grows by exactly `cost`.
             w.curr += cost;
+            n += cost as u128;
         }
-        let n = self.estimate(&w);
         let remaining = l.saturating_sub(n) as u64;
         let big_w = self.period_ns as i128;
         let now_i = now as i128;
         let i = w.index_abs as i128;
-        let reset = if w.curr > 0 {
-            (i + 1) * big_w + big_w - (big_w - 1) / w.curr as i128 - now_i
-        } else if w.prev > 0 {
-            (i * big_w + big_w - (big_w - 1) / w.prev as i128 - now_i).max(0)
+        // Divisions run in 64 bits where the operands fit: a 128-bit division is a slow
+        // library call, and these run on every request.
+        let reset = if let Some(q) = (self.period_ns - 1).checked_div(w.curr) {
+            (i + 1) * big_w + big_w - q as i128 - now_i
+        } else if let Some(q) = (self.period_ns - 1).checked_div(w.prev) {
+            (i * big_w + big_w - q as i128 - now_i).max(0)
         } else {
             0
         };
@@ -380,11 +385,12 @@ impl Rule {
             let k = self.limit as i128 - w.curr as i128 - cost as i128;
             if k >= 0 {
                 // The denial with k >= 0 means prev > 0 (the estimate exceeded curr).
-                let prev = w.prev.max(1) as i128;
-                i * big_w + big_w - ((k + 1) * big_w - 1) / prev - now_i
+                let num = (k as u128 + 1) * self.period_ns as u128 - 1;
+                i * big_w + big_w - div(num, w.prev.max(1)) as i128 - now_i
             } else {
-                let curr = w.curr.max(1) as i128;
-                let wait = big_w - ((l as i128 - cost as i128 + 1) * big_w - 1) / curr;
+                // Here `L - c + 1 <= curr`, and `c <= L`, so the numerator is positive.
+                let num = (l - cost as u128 + 1) * self.period_ns as u128 - 1;
+                let wait = big_w - div(num, w.curr.max(1)) as i128;
                 (i + 1) * big_w + wait.max(0) - now_i
             }
         };
@@ -402,8 +408,8 @@ impl Rule {
 
     /// `n = curr + floor(prev * (W - a) / W)`.
     fn estimate(&self, w: &WindowState) -> u128 {
-        let big_w = self.period_ns as u128;
-        w.curr as u128 + w.prev as u128 * (big_w - w.elapsed as u128) / big_w
+        let num = w.prev as u128 * (self.period_ns - w.elapsed) as u128;
+        w.curr as u128 + div(num, self.period_ns)
     }
 
     fn index_bits(&self) -> u32 {
@@ -492,6 +498,16 @@ impl Rule {
                 elapsed: 0,
             }
         }
+    }
+}
+
+/// `num / d`, in 64 bits when `num` fits (the common case).
+#[inline]
+fn div(num: u128, d: u64) -> u128 {
+    if num <= u64::MAX as u128 {
+        ((num as u64) / d) as u128
+    } else {
+        num / d as u128
     }
 }
 

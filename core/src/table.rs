@@ -106,6 +106,16 @@ pub(crate) fn home(fp: u64, capacity: usize) -> usize {
     ((mixed as u128 * capacity as u128) >> 64) as usize
 }
 
+/// The cell after `index`, wrapping (no division on the probe path).
+#[inline]
+fn next(index: usize, cap: usize) -> usize {
+    if index + 1 == cap {
+        0
+    } else {
+        index + 1
+    }
+}
+
 /// Where a fingerprint is, or where it could go.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Slot {
@@ -126,8 +136,8 @@ pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u64) -> bool)
     }
     let start = home(fp, cap);
     let mut vacant: Option<(usize, u128)> = None;
-    for off in 0..PROBE_LIMIT.min(cap) {
-        let index = (start + off) % cap;
+    let mut index = start;
+    for _ in 0..PROBE_LIMIT.min(cap) {
         let w = cells[index].word();
         let f = fp_of(w);
         if f == fp {
@@ -147,6 +157,7 @@ pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u64) -> bool)
                 }
             }
         }
+        index = next(index, cap);
     }
     match vacant {
         Some((index, word)) => Slot::Vacant { index, word },
