@@ -279,12 +279,19 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         loop {
             let mut slots = [Slot::Full; MAX_RULES];
             let mut outcomes = [UNSET; MAX_RULES];
+            let mut taken = [usize::MAX; MAX_RULES];
             let mut table_full = false;
             for (r, rule) in rules.iter().enumerate() {
-                slots[r] = table::find(cells, fps[r], &neutral);
+                slots[r] = table::find(cells, fps[r], &neutral, &taken[..r]);
                 let state = match slots[r] {
-                    Slot::Found { word, .. } => table::state_of(word),
-                    Slot::Vacant { .. } => 0,
+                    Slot::Found { index, word } => {
+                        taken[r] = index;
+                        table::state_of(word)
+                    }
+                    Slot::Vacant { index, .. } => {
+                        taken[r] = index;
+                        0
+                    }
                     Slot::Full => {
                         table_full = true;
                         0
@@ -375,7 +382,14 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         loop {
             let current = cells[index].word();
             let new = if exact && current == committed {
-                original
+                match slot {
+                    Slot::Found { .. } => original,
+                    // A claimed cell is given back, not restored: an empty cell would end
+                    // the probe sequence of keys that passed it meanwhile (hiding their
+                    // cells), and another key's neutral state restored here could hide
+                    // that key's newer cell.
+                    _ => table::WORD_TOMB,
+                }
             } else if table::fp_of(current) == fp {
                 table::word(
                     fp,
@@ -384,7 +398,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             } else {
                 // The cell was folded into the key's first cell: take the cost back there.
                 exact = false;
-                match table::find(cells, fp, &|_, _| false) {
+                match table::find(cells, fp, &|_, _| false, &[]) {
                     Slot::Found { index: i, .. } if i != index => {
                         index = i;
                         continue;
