@@ -276,7 +276,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             // One rule (the common case): no arrays, no undo.
             let fp = table::fingerprint(key_hash, pid.index() * MAX_RULES);
             loop {
-                let slot = table::find(cells, fp, &neutral);
+                let slot = table::find(cells, fp, &neutral, &[]);
                 let (state, table_full) = slot_state(&slot);
                 let outcome = if consume {
                     rule.decide(state, t, cost)
@@ -308,11 +308,15 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         loop {
             let mut slots = [Slot::Full; MAX_RULES];
             let mut outcomes = [UNSET; MAX_RULES];
+            let mut taken = [usize::MAX; MAX_RULES];
             let mut table_full = false;
             for (r, rule) in rules.iter().enumerate() {
-                slots[r] = table::find(cells, fps[r], &neutral);
+                slots[r] = table::find(cells, fps[r], &neutral, &taken[..r]);
                 let (state, full) = slot_state(&slots[r]);
                 table_full |= full;
+                if let Slot::Found { index, .. } | Slot::Vacant { index, .. } = slots[r] {
+                    taken[r] = index;
+                }
                 outcomes[r] = if consume {
                     rule.decide(state, t, cost)
                 } else {
@@ -403,7 +407,14 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         loop {
             let current = cells[index].word();
             let new = if exact && current == committed {
-                original
+                match slot {
+                    Slot::Found { .. } => original,
+                    // A claimed cell is given back, not restored: an empty cell would end
+                    // the probe sequence of keys that passed it meanwhile (hiding their
+                    // cells), and another key's neutral state restored here could hide
+                    // that key's newer cell.
+                    _ => table::WORD_TOMB,
+                }
             } else if table::fp_of(current) == fp {
                 table::word(
                     fp,
@@ -412,7 +423,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             } else {
                 // The cell was folded into the key's first cell: take the cost back there.
                 exact = false;
-                match table::find(cells, fp, &|_, _| false) {
+                match table::find(cells, fp, &|_, _| false, &[]) {
                     Slot::Found { index: i, .. } if i != index => {
                         index = i;
                         continue;

@@ -18,7 +18,9 @@ pub const PROBE_LIMIT: usize = 64;
 const TAG_MASK: u64 = 0xff;
 const TAG_EMPTY: u64 = 0;
 const TAG_TOMB: u64 = 0xff;
-const WORD_TOMB: u128 = TAG_TOMB as u128;
+/// A cell given back: reusable by any key, and (unlike an empty cell) not the end of a
+/// probe sequence.
+pub(crate) const WORD_TOMB: u128 = TAG_TOMB as u128;
 
 /// One table cell: a fingerprint and a rule state, in one 16-byte atomic word.
 ///
@@ -130,8 +132,11 @@ pub(crate) enum Slot {
 }
 
 /// Looks `fp` up in `cells`; `neutral(fp, state)` says whether another key's cell may be
-/// reused.
-pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u64) -> bool) -> Slot {
+/// reused. Cells in `taken` (already chosen for the other rules of the same request) are
+/// never offered as vacant, and an empty one there does not end the probe: two rules of
+/// one request must never aim their compare-and-swap at the same cell, or the second
+/// always fails, the first is undone, and the request retries forever.
+pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u64) -> bool, taken: &[usize]) -> Slot {
     let cap = cells.len();
     if cap == 0 {
         return Slot::Full;
@@ -144,6 +149,11 @@ pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u64) -> bool)
         let f = fp_of(w);
         if f == fp {
             return Slot::Found { index, word: w };
+        }
+        if taken.contains(&index) {
+            // Another rule of the same request aims at this cell.
+            index = next(index, cap);
+            continue;
         }
         match f & TAG_MASK {
             TAG_EMPTY => {
