@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use aisoule_ratelimit::json::{parse_config, JsonError, JsonErrorKind};
 use aisoule_ratelimit::{
-    Cell, CheckError, ConfigError, Decision, FullTableMode, HeaderStyle, Limiter, Now, PolicyId, Seed, Target,
-    BODY_CONTENT_TYPE,
+    Cell, CheckError, ConfigError, Decision, FullTableMode, HeaderStyle, Limiter, Now, PolicyId, Seed,
+    Target, BODY_CONTENT_TYPE,
 };
 use napi::bindgen_prelude::{External, ToNapiValue, TypeName, Uint8Array};
 use napi::{sys, Env, Error, Result, Status, ValueType};
@@ -71,7 +71,12 @@ fn config_error(env: &Env, e: &JsonError) -> Error {
                     | ConfigError::Prefix
             )
     );
-    throw(env, range, "ERR_RATELIMIT_CONFIG", &format!("invalid config: {e}"))
+    throw(
+        env,
+        range,
+        "ERR_RATELIMIT_CONFIG",
+        &format!("invalid config: {e}"),
+    )
 }
 
 fn seed_from_os() -> std::result::Result<Seed, getrandom::Error> {
@@ -116,14 +121,21 @@ pub fn create(
         Some(s) => match <&[u8; 16]>::try_from(&s[..]) {
             Ok(b) => Some(seed_from_bytes(b)),
             Err(_) => {
-                return Err(throw(&env, true, "ERR_RATELIMIT_OPTION", "seed must be exactly 16 bytes"));
+                return Err(throw(
+                    &env,
+                    true,
+                    "ERR_RATELIMIT_OPTION",
+                    "seed must be exactly 16 bytes",
+                ));
             }
         },
     };
     let parsed = parse_config(&config_json).map_err(|e| config_error(&env, &e))?;
     let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
 
-    let mut registry = shared_name.as_ref().map(|_| REGISTRY.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut registry = shared_name
+        .as_ref()
+        .map(|_| REGISTRY.lock().unwrap_or_else(|p| p.into_inner()));
     if let (Some(name), Some(reg)) = (&shared_name, &registry) {
         if let Some((_, inner)) = reg.iter().find(|(n, _)| n == name) {
             let same = inner.config_json == config_json
@@ -145,7 +157,14 @@ pub fn create(
 
     let seed = match given_seed {
         Some(s) => s,
-        None => seed_from_os().map_err(|e| throw(&env, false, "ERR_RATELIMIT_SEED", &format!("no OS randomness: {e}")))?,
+        None => seed_from_os().map_err(|e| {
+            throw(
+                &env,
+                false,
+                "ERR_RATELIMIT_SEED",
+                &format!("no OS randomness: {e}"),
+            )
+        })?,
     };
     let cells = usize::try_from(capacity)
         .ok()
@@ -453,7 +472,10 @@ fn check_status(status: sys::napi_status) -> Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
-        Err(Error::new(Status::GenericFailure, format!("Node-API call failed ({status})")))
+        Err(Error::new(
+            Status::GenericFailure,
+            format!("Node-API call failed ({status})"),
+        ))
     }
 }
 
@@ -483,7 +505,7 @@ pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<Ra
     let mut scratch = ptr::null_mut();
     // SAFETY: a live env on its own thread; out-pointers are valid locals.
     check_status(unsafe { sys::napi_create_arraybuffer(raw_env, SCRATCH_LEN, &mut data, &mut scratch) })?;
-    if data.is_null() || (data as usize) % std::mem::align_of::<f64>() != 0 {
+    if data.is_null() || !(data as usize).is_multiple_of(std::mem::align_of::<f64>()) {
         return Err(Error::new(Status::GenericFailure, "misaligned scratch buffer"));
     }
     let mut js_names = ptr::null_mut();
@@ -493,7 +515,12 @@ pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<Ra
         let mut s = ptr::null_mut();
         // SAFETY: `name` is valid UTF-8 of the given length.
         check_status(unsafe {
-            sys::napi_create_string_utf8(raw_env, name.as_ptr().cast::<c_char>(), name.len() as isize, &mut s)
+            sys::napi_create_string_utf8(
+                raw_env,
+                name.as_ptr().cast::<c_char>(),
+                name.len() as isize,
+                &mut s,
+            )
         })?;
         // SAFETY: `js_names` is an array made above.
         check_status(unsafe { sys::napi_set_element(raw_env, js_names, i as u32, s) })?;
@@ -562,7 +589,13 @@ unsafe fn arg_bytes<'a>(
     let mut len = 0usize;
     // SAFETY: `stack` is writable for STACK_LEN bytes; the caller vouches for env and value.
     let st = unsafe {
-        sys::napi_get_value_string_utf8(env, value, stack.as_mut_ptr().cast::<c_char>(), STACK_LEN, &mut len)
+        sys::napi_get_value_string_utf8(
+            env,
+            value,
+            stack.as_mut_ptr().cast::<c_char>(),
+            STACK_LEN,
+            &mut len,
+        )
     };
     if st == sys::Status::napi_ok {
         if len + 1 < STACK_LEN {
@@ -619,10 +652,15 @@ unsafe fn arg_bytes<'a>(
 
 #[cfg(unix)]
 fn mono_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux and macOS.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 #[cfg(not(unix))]
@@ -639,9 +677,12 @@ fn wall_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// `Number.MAX_SAFE_INTEGER`: the largest whole number a JS number holds exactly.
+const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
 /// `ms` (finite, >= 0) as nanoseconds, exact for whole milliseconds.
 fn ms_to_ns(ms: f64) -> Option<u64> {
-    if !(ms >= 0.0 && ms <= 9.007_199_254_740_991e15) {
+    if !(0.0..=MAX_SAFE).contains(&ms) {
         return None;
     }
     let whole = ms.trunc();
@@ -669,7 +710,16 @@ unsafe extern "C" fn check_callback(env: sys::napi_env, info: sys::napi_callback
     let mut argv = [ptr::null_mut(); 2];
     let mut data: *mut c_void = ptr::null_mut();
     // SAFETY: `env` and `info` are this callback's; the out-pointers are valid locals.
-    let st = unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data) };
+    let st = unsafe {
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            &mut data,
+        )
+    };
     if st != sys::Status::napi_ok || data.is_null() {
         return ptr::null_mut();
     }
@@ -749,7 +799,7 @@ unsafe fn decide(
             None => return fail(scratch, CODE_BAD_ROUTE),
         }
     };
-    if !(cost >= 1.0 && cost <= 9.007_199_254_740_991e15 && cost.fract() == 0.0) {
+    if !((1.0..=MAX_SAFE).contains(&cost) && cost.fract() == 0.0) {
         return fail(scratch, CODE_INVALID_COST);
     }
     let now = if now_ms.is_nan() {
@@ -814,7 +864,8 @@ unsafe fn decide(
     };
     let mut s = ptr::null_mut();
     // SAFETY: `body[..len]` is the core's ASCII text; `s` is a valid out-pointer.
-    let st = unsafe { sys::napi_create_string_utf8(env, body.as_ptr().cast::<c_char>(), len as isize, &mut s) };
+    let st =
+        unsafe { sys::napi_create_string_utf8(env, body.as_ptr().cast::<c_char>(), len as isize, &mut s) };
     if st != sys::Status::napi_ok {
         return fail(scratch, CODE_INTERNAL);
     }
