@@ -38,7 +38,7 @@ erl.init({ windowMs: 60_000 });
 
 // The native call alone (what `check` costs before the JS decision object is built).
 const rawJson = JSON.stringify({ policies: config.policies, routes: [], default_policy: 'standard', capacity: 65_536 });
-const raw = native.bind(native.create(rawJson, 'open', undefined, null), 'x-ratelimit');
+const raw = native.bind(native.create(rawJson, 'open', undefined, null, undefined), 'x-ratelimit');
 const L = native.layout();
 const slots = new Float64Array(raw.scratch, 0, L.bytes / 8);
 slots[L.mode] = 0;

@@ -15,6 +15,7 @@ const OPTION_KEYS = new Set([
   'onFull',
   'seed',
   'headerStyle',
+  'sharedMemory',
 ]);
 const CACHE_SIZE = 4096; // header value text cache entries (a power of two)
 
@@ -108,6 +109,9 @@ function checkOptions(options) {
       `headerStyle must be "x-ratelimit", "ietf" or "both", got ${describe(options.headerStyle)}`,
     );
   }
+  if (options.sharedMemory !== undefined && (typeof options.sharedMemory !== 'string' || options.sharedMemory === '')) {
+    throw typeError('ERR_RATELIMIT_OPTION', `sharedMemory must be a file path, got ${describe(options.sharedMemory)}`);
+  }
   return options;
 }
 
@@ -140,7 +144,7 @@ class Limiter {
       style = internal.style;
     } else {
       const opts = checkOptions(options);
-      handle = native.create(buildConfigJson(opts), opts.onFull ?? 'open', opts.seed, null);
+      handle = native.create(buildConfigJson(opts), opts.onFull ?? 'open', opts.seed, null, opts.sharedMemory);
       style = opts.headerStyle ?? 'x-ratelimit';
     }
     this.#handle = handle;
@@ -166,7 +170,7 @@ class Limiter {
       throw typeError('ERR_RATELIMIT_OPTION', `a shared limiter's name must be a non-empty string, got ${describe(name)}`);
     }
     const opts = checkOptions(options);
-    const handle = native.create(buildConfigJson(opts), opts.onFull ?? 'open', opts.seed, name);
+    const handle = native.create(buildConfigJson(opts), opts.onFull ?? 'open', opts.seed, name, opts.sharedMemory);
     return new Limiter(undefined, { [INTERNAL]: true, handle, style: opts.headerStyle ?? 'x-ratelimit' });
   }
 
@@ -357,7 +361,7 @@ class Limiter {
 
 /** A limiter made from the text of FORMAT.md's config object (the replay's way in). */
 function limiterFromConfigJson(configJson) {
-  const handle = native.create(configJson, 'open', undefined, null);
+  const handle = native.create(configJson, 'open', undefined, null, undefined);
   return new Limiter(undefined, { [INTERNAL]: true, handle, style: 'x-ratelimit' });
 }
 

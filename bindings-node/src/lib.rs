@@ -21,6 +21,7 @@ use aisoule_ratelimit::{
     Cell, CheckError, ConfigError, Decision, FullTableMode, HeaderStyle, Limiter, Now, PolicyId, Seed,
     Target, BODY_CONTENT_TYPE,
 };
+use aisoule_ratelimit_host::{now, os_seed, SharedError, SharedTable, Table};
 use napi::bindgen_prelude::{External, ToNapiValue, TypeName, Uint8Array};
 use napi::{sys, Env, Error, Result, Status, ValueType};
 use napi_derive::napi;
@@ -31,13 +32,15 @@ const DEFAULT_CAPACITY: u64 = 65_536;
 /// One limiter: the core over a table of native memory. Shared by reference count between
 /// every JS object (in any worker thread) that uses it.
 pub struct Inner {
-    limiter: Limiter<Box<[Cell]>>,
+    limiter: Limiter<Table>,
     /// Policy ids by index (the order of `config().policies()`).
     ids: Vec<PolicyId>,
     capacity: u64,
     seed: Seed,
     /// The canonical JSON the limiter was made from (for matching shared limiters).
     config_json: String,
+    /// The shared-memory segment's path, if the table is one.
+    segment: Option<String>,
 }
 
 /// Named limiters shared by all worker threads of the process (a `static` of the addon is
@@ -79,10 +82,13 @@ fn config_error(env: &Env, e: &JsonError) -> Error {
     )
 }
 
-fn seed_from_os() -> std::result::Result<Seed, getrandom::Error> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b)?;
-    Ok(seed_from_bytes(&b))
+fn segment_error(env: &Env, e: &SharedError) -> Error {
+    let (range, code) = match e {
+        SharedError::Capacity { .. } | SharedError::Policies { .. } => (false, "ERR_RATELIMIT_SHARED_MISMATCH"),
+        SharedError::InvalidCapacity(_) => (true, "ERR_RATELIMIT_CAPACITY"),
+        _ => (false, "ERR_RATELIMIT_SHARED_MEMORY"),
+    };
+    throw(env, range, code, &format!("sharedMemory: {e}"))
 }
 
 fn seed_from_bytes(b: &[u8; 16]) -> Seed {
@@ -95,14 +101,16 @@ fn seed_from_bytes(b: &[u8; 16]) -> Seed {
 
 /// Makes a limiter (or, with `shared_name`, finds the process-wide one of that name or
 /// makes it). `config_json` is FORMAT.md's config object; `on_full` is `"open"` or
-/// `"closed"`; `seed` is 16 bytes or absent (then the OS's random source).
-#[napi]
+/// `"closed"`; `seed` is 16 bytes or absent (then the OS's random source); `segment` is the
+/// path of a shared-memory table (opened or created), shared with other processes.
+#[napi(catch_unwind)]
 pub fn create(
     env: Env,
     config_json: String,
     on_full: String,
     seed: Option<Uint8Array>,
     shared_name: Option<String>,
+    segment: Option<String>,
 ) -> Result<External<Arc<Inner>>> {
     let mode = match on_full.as_str() {
         "open" => FullTableMode::Open,
@@ -140,6 +148,7 @@ pub fn create(
         if let Some((_, inner)) = reg.iter().find(|(n, _)| n == name) {
             let same = inner.config_json == config_json
                 && inner.limiter.full_table_mode() == mode
+                && inner.segment == segment
                 && given_seed.is_none_or(|s| s == inner.seed);
             if !same {
                 return Err(throw(
@@ -147,7 +156,7 @@ pub fn create(
                     false,
                     "ERR_RATELIMIT_SHARED_MISMATCH",
                     &format!(
-                        "shared limiter \"{name}\" exists with other options (config, capacity, onFull or seed)"
+                        "shared limiter \"{name}\" exists with other options (config, capacity, onFull, seed or sharedMemory)"
                     ),
                 ));
             }
@@ -155,45 +164,53 @@ pub fn create(
         }
     }
 
-    let seed = match given_seed {
-        Some(s) => s,
-        None => seed_from_os().map_err(|e| {
-            throw(
-                &env,
-                false,
-                "ERR_RATELIMIT_SEED",
-                &format!("no OS randomness: {e}"),
-            )
-        })?,
-    };
-    let cells = usize::try_from(capacity)
-        .ok()
-        .and_then(|n| {
-            let mut v: Vec<Cell> = Vec::new();
-            v.try_reserve_exact(n).ok()?;
-            v.extend((0..n).map(|_| Cell::new()));
-            Some(v.into_boxed_slice())
-        })
-        .ok_or_else(|| {
-            throw(
-                &env,
-                true,
-                "ERR_RATELIMIT_CAPACITY",
-                &format!("cannot allocate a table of {capacity} cells"),
-            )
-        })?;
     let config = parsed.config;
+    let (table, seed) = match &segment {
+        Some(path) => {
+            if given_seed.is_some() {
+                return Err(throw(
+                    &env,
+                    false,
+                    "ERR_RATELIMIT_OPTION",
+                    "seed cannot be given with sharedMemory: the segment holds its seed",
+                ));
+            }
+            let shared = SharedTable::open(path, Some(capacity), &config).map_err(|e| segment_error(&env, &e))?;
+            let seed = shared.seed();
+            (Table::Shared(shared), seed)
+        }
+        None => {
+            let cells = usize::try_from(capacity)
+                .ok()
+                .and_then(|n| {
+                    let mut v: Vec<Cell> = Vec::new();
+                    v.try_reserve_exact(n).ok()?;
+                    v.extend((0..n).map(|_| Cell::new()));
+                    Some(v.into_boxed_slice())
+                })
+                .ok_or_else(|| {
+                    throw(
+                        &env,
+                        true,
+                        "ERR_RATELIMIT_CAPACITY",
+                        &format!("cannot allocate a table of {capacity} cells"),
+                    )
+                })?;
+            (Table::Owned(cells), given_seed.unwrap_or_else(os_seed))
+        }
+    };
     let ids = config
         .policies()
         .iter()
         .filter_map(|p| config.policy_id(p.name()))
         .collect();
     let inner = Arc::new(Inner {
-        limiter: Limiter::with_full_table_mode(config, cells, seed, mode),
+        limiter: Limiter::with_full_table_mode(config, table, seed, mode),
         ids,
         capacity,
         seed,
         config_json,
+        segment,
     });
     if let (Some(name), Some(reg)) = (shared_name, registry.as_mut()) {
         reg.push((name, Arc::clone(&inner)));
@@ -203,7 +220,7 @@ pub fn create(
 
 /// Forgets the shared limiter of this name (limiters already attached keep working).
 /// Returns whether there was one.
-#[napi]
+#[napi(catch_unwind)]
 pub fn unshare(name: String) -> bool {
     let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
     let before = reg.len();
@@ -238,7 +255,7 @@ pub struct Info {
 }
 
 /// The config, capacity and mode of a limiter.
-#[napi]
+#[napi(catch_unwind)]
 pub fn info(handle: &External<Arc<Inner>>) -> Info {
     let inner: &Inner = handle;
     let config = inner.limiter.config();
@@ -273,7 +290,7 @@ pub struct StatsInfo {
 }
 
 /// The limiter's full-table counts (all users of a shared limiter together).
-#[napi]
+#[napi(catch_unwind)]
 pub fn stats(handle: &External<Arc<Inner>>) -> StatsInfo {
     let s = handle.limiter.stats();
     StatsInfo {
@@ -376,7 +393,7 @@ pub struct Layout {
 }
 
 /// The scratch layout.
-#[napi]
+#[napi(catch_unwind)]
 pub fn layout() -> Layout {
     Layout {
         mode: S_MODE as u32,
@@ -488,7 +505,7 @@ unsafe extern "C" fn finalize_bound(_env: sys::napi_env, data: *mut c_void, _hin
 /// Makes the hot `check(key, route)` function of one JS limiter object, with its scratch
 /// `ArrayBuffer` as the function's `scratch` property, and returns it with the header names
 /// as its `names` property (an array of strings).
-#[napi]
+#[napi(catch_unwind)]
 pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<RawValue> {
     let Some(style) = style_of(&style) else {
         return Err(throw(
@@ -650,33 +667,6 @@ unsafe fn arg_bytes<'a>(
     Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
 }
 
-#[cfg(unix)]
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux and macOS.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
-
-#[cfg(not(unix))]
-fn mono_ns() -> u64 {
-    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let base = *BASE.get_or_init(std::time::Instant::now);
-    u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX) + 1_000_000_000
-}
-
-fn wall_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 /// `Number.MAX_SAFE_INTEGER`: the largest whole number a JS number holds exactly.
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
@@ -803,10 +793,7 @@ unsafe fn decide(
         return fail(scratch, CODE_INVALID_COST);
     }
     let now = if now_ms.is_nan() {
-        Now {
-            mono_ns: mono_ns(),
-            wall_ns: wall_ns(),
-        }
+        now()
     } else {
         match ms_to_ns(now_ms) {
             Some(ns) => Now::same(ns),

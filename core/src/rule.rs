@@ -85,6 +85,8 @@ pub struct Rule {
     emission_ns: u64,
     /// Window: bits for each of `prev` and `curr` in the state word.
     count_bits: u32,
+    /// Division by `period_ns` as a multiply (the window's two divisions per request).
+    period_div: Divider,
 }
 
 /// The figures a rule reports for its state after a decision (SEMANTICS.md 3).
@@ -154,6 +156,7 @@ impl Rule {
             burst,
             emission_ns,
             count_bits: 0,
+            period_div: Divider::new(period_ns),
         })
     }
 
@@ -187,6 +190,7 @@ impl Rule {
             burst: limit,
             emission_ns: 0,
             count_bits,
+            period_div: Divider::new(period_ns),
         })
     }
 
@@ -409,7 +413,12 @@ impl Rule {
     /// `n = curr + floor(prev * (W - a) / W)`.
     fn estimate(&self, w: &WindowState) -> u128 {
         let num = w.prev as u128 * (self.period_ns - w.elapsed) as u128;
-        w.curr as u128 + div(num, self.period_ns)
+        let scaled = if num <= u64::MAX as u128 {
+            self.period_div.div_rem(num as u64).0 as u128
+        } else {
+            num / self.period_ns as u128
+        };
+        w.curr as u128 + scaled
     }
 
     fn index_bits(&self) -> u32 {
@@ -444,8 +453,7 @@ impl Rule {
     /// Reads a window state at `now` and rolls it forward (SEMANTICS.md 3.2).
     fn roll(&self, state: u64, now: u64) -> WindowState {
         let p = self.unpack(state);
-        let j = now / self.period_ns;
-        let a = now - j * self.period_ns;
+        let (j, a) = self.period_div.div_rem(now);
         if p.prev == 0 && p.curr == 0 {
             // Any empty state is a fresh key's, whatever index it carries.
             return WindowState {
@@ -498,6 +506,45 @@ impl Rule {
                 elapsed: 0,
             }
         }
+    }
+}
+
+/// Division of a `u64` by a fixed divisor as a multiply-high and one correction: a
+/// hardware division costs tens of cycles, and a window needs two per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Divider {
+    d: u64,
+    /// `floor(2^(64+shift) / d)`, or 0 when `d` is a power of two (a plain shift).
+    magic: u64,
+    /// `floor(log2(d))`.
+    shift: u32,
+}
+
+impl Divider {
+    const fn new(d: u64) -> Divider {
+        let shift = 63 - d.leading_zeros();
+        let magic = if d.is_power_of_two() {
+            0
+        } else {
+            ((1u128 << (64 + shift)) / d as u128) as u64
+        };
+        Divider { d, magic, shift }
+    }
+
+    /// `(n / d, n % d)`.
+    #[inline]
+    fn div_rem(&self, n: u64) -> (u64, u64) {
+        if self.magic == 0 {
+            return (n >> self.shift, n & (self.d - 1));
+        }
+        // With m = floor(2^(64+s) / d) and d >= 2^s, the estimate is q or q - 1.
+        let mut q = (((n as u128 * self.magic as u128) >> 64) >> self.shift) as u64;
+        let mut r = n - q * self.d;
+        if r >= self.d {
+            q += 1;
+            r -= self.d;
+        }
+        (q, r)
     }
 }
 
@@ -871,5 +918,50 @@ mod tests {
         assert_eq!(g.merge(a, b, S), S + 3 * 200 * MS);
         // Both drained: stays neutral.
         assert!(g.is_neutral(g.merge(a, b, 10 * S), 10 * S));
+    }
+}
+
+#[cfg(test)]
+mod divider_tests {
+    use super::Divider;
+
+    #[test]
+    fn divider_matches_hardware_division() {
+        let divisors = [
+            1,
+            2,
+            3,
+            7,
+            1_000_000,
+            3_000_000,
+            60_000_000_000,
+            (1 << 40) + 1,
+            u64::MAX / 3,
+            u64::MAX,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for &d in &divisors {
+            let div = Divider::new(d);
+            for n in [
+                0,
+                1,
+                d - 1,
+                d,
+                d.wrapping_add(1),
+                u64::MAX,
+                u64::MAX - 1,
+                u64::MAX / 2,
+            ] {
+                assert_eq!(div.div_rem(n), (n / d, n % d), "{n} / {d}");
+            }
+            for _ in 0..10_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                assert_eq!(div.div_rem(x), (x / d, x % d), "{x} / {d}");
+                let small = x >> (x % 64);
+                assert_eq!(div.div_rem(small), (small / d, small % d), "{small} / {d}");
+            }
+        }
     }
 }
