@@ -46,6 +46,13 @@ export interface LimiterOptions {
   seed?: Uint8Array;
   /** Which headers to write (default `"x-ratelimit"`, the documented set). */
   headerStyle?: 'x-ratelimit' | 'ietf' | 'both';
+  /**
+   * A file path (e.g. `/dev/shm/myapi-ratelimit`): the table lives in that shared-memory
+   * segment, opened or created, and every process that opens it with the same policies,
+   * routes and capacity shares it (cluster workers, pm2 instances, other languages).
+   * The seed is the segment's (`seed` cannot be given).
+   */
+  sharedMemory?: string;
 }
 
 /** Per-request options of `check` and `peek`. */
@@ -104,7 +111,8 @@ export interface LimiterConfig {
  * Errors: `TypeError` or `RangeError` with a `code` (`ERR_RATELIMIT_CONFIG`,
  * `ERR_RATELIMIT_OPTION`, `ERR_RATELIMIT_KEY`, `ERR_RATELIMIT_ROUTE`, `ERR_RATELIMIT_COST`,
  * `ERR_RATELIMIT_INVALID_COST`, `ERR_RATELIMIT_POLICY`, `ERR_RATELIMIT_UNKNOWN_POLICY`,
- * `ERR_RATELIMIT_NOW`, `ERR_RATELIMIT_CAPACITY`, `ERR_RATELIMIT_SHARED_MISMATCH`); a
+ * `ERR_RATELIMIT_NOW`, `ERR_RATELIMIT_CAPACITY`, `ERR_RATELIMIT_SHARED_MISMATCH`,
+ * `ERR_RATELIMIT_SHARED_MEMORY`); a
  * failed call changes nothing.
  */
 export declare class Limiter {

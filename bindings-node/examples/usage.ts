@@ -26,6 +26,8 @@ const headers: Record<string, string> = d.headers;
 const body: string | null = d.body;
 const byPolicy = limiter.peek(Buffer.from('key-1'), undefined, { policy: 'free' });
 const shared = Limiter.shared('api', { capacity: 4096 });
+const acrossProcesses = new Limiter({ sharedMemory: '/dev/shm/example-ratelimit' });
+void acrossProcesses;
 const counts: number = limiter.stats().tableFullClosed + shared.stats().tableFullOpen;
 void [allowed, status, headers, body, byPolicy, counts, limiter.config.policies, limiter.contentType];
 

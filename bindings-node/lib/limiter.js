@@ -6,6 +6,26 @@
 const native = require('./native');
 
 const L = native.layout();
+// Slots of the scratch, as constants (read once).
+const S_MODE = L.mode;
+const S_COST = L.cost;
+const S_NOW_MS = L.nowMs;
+const S_POLICY_IN = L.policyIn;
+const S_CODE = L.code;
+const CODE_OK = L.codeOk;
+const S_ALLOWED = L.allowed;
+const S_STATUS = L.status;
+const S_LIMIT = L.limit;
+const S_REMAINING = L.remaining;
+const S_RESET = L.reset;
+const S_RETRY_AFTER = L.retryAfter;
+const S_POLICY = L.policy;
+const S_TABLE_FULL = L.tableFull;
+const S_COUNT = L.count;
+const S_NAMES = L.names;
+const S_KEYS = L.keys;
+const S_LENS = L.lens;
+const BYTES = L.bytes;
 const MAX_MS = 9007199254740991; // Number.MAX_SAFE_INTEGER: beyond it ms are not exact
 const OPTION_KEYS = new Set([
   'policies',
@@ -133,7 +153,6 @@ class Limiter {
   #policyIndex;
   #cacheKeys;
   #cacheText;
-  #values = ['', '', '', '', '', ''];
   #info;
 
   constructor(options, internal) {
@@ -268,22 +287,22 @@ class Limiter {
     if (policy < 0 && typeof route !== 'string') {
       throw typeError('ERR_RATELIMIT_ROUTE', `route must be a string (or give options.policy), got ${describe(route)}`);
     }
-    f[L.mode] = mode;
-    f[L.cost] = cost;
-    f[L.nowMs] = nowMs;
-    f[L.policyIn] = policy;
+    f[S_MODE] = mode;
+    f[S_COST] = cost;
+    f[S_NOW_MS] = nowMs;
+    f[S_POLICY_IN] = policy;
     const body = this.#fn(key, route);
-    const code = f[L.code];
-    if (code !== L.codeOk) this.#fail(code);
+    const code = f[S_CODE];
+    if (code !== CODE_OK) this.#fail(code);
     return new Decision(
-      f[L.allowed] === 1,
-      f[L.status],
-      f[L.limit],
-      f[L.remaining],
-      f[L.reset],
-      f[L.retryAfter],
-      this.#policies[f[L.policy]],
-      f[L.tableFull] === 1,
+      f[S_ALLOWED] === 1,
+      f[S_STATUS],
+      f[S_LIMIT],
+      f[S_REMAINING],
+      f[S_RESET],
+      f[S_RETRY_AFTER],
+      this.#policies[f[S_POLICY]],
+      f[S_TABLE_FULL] === 1,
       this.#headers(f),
       body === undefined ? null : body,
     );
@@ -291,43 +310,48 @@ class Limiter {
 
   // The headers object, its values the core's text. A value that is a canonical decimal
   // comes with its number as a key: text seen before for that key is reused (the same
-  // digits), else decoded from the bytes the core wrote.
+  // digits), else decoded from the bytes the core wrote. One store site per position, so
+  // each sees one name and stays monomorphic.
   #headers(f) {
-    const n = f[L.count];
-    const v = this.#values;
-    const keys = this.#cacheKeys;
-    const text = this.#cacheText;
-    let at = L.bytes;
-    for (let i = 0; i < n; i++) {
-      const len = f[L.lens + i];
-      const k = f[L.keys + i];
-      if (k >= 0) {
-        const slot = k & (CACHE_SIZE - 1);
-        if (keys[slot] === k) {
-          v[i] = text[slot];
-        } else {
-          v[i] = text[slot] = this.#decode(at, len);
-          keys[slot] = k;
-        }
-      } else {
-        v[i] = this.#decode(at, len);
-      }
-      at += len;
-    }
+    const n = f[S_COUNT];
     const nm = this.#names;
-    const ni = L.names;
-    // One literal per count: each property site sees one name, so stores stay monomorphic.
-    switch (n) {
-      case 3:
-        return { [nm[f[ni]]]: v[0], [nm[f[ni + 1]]]: v[1], [nm[f[ni + 2]]]: v[2] };
-      case 4:
-        return { [nm[f[ni]]]: v[0], [nm[f[ni + 1]]]: v[1], [nm[f[ni + 2]]]: v[2], [nm[f[ni + 3]]]: v[3] };
-      default: {
-        const h = {};
-        for (let i = 0; i < n; i++) h[nm[f[ni + i]]] = v[i];
-        return h;
-      }
+    const h = {};
+    let at = BYTES;
+    if (n > 0) {
+      h[nm[f[S_NAMES]]] = this.#text(f, 0, at);
+      at += f[S_LENS];
     }
+    if (n > 1) {
+      h[nm[f[S_NAMES + 1]]] = this.#text(f, 1, at);
+      at += f[S_LENS + 1];
+    }
+    if (n > 2) {
+      h[nm[f[S_NAMES + 2]]] = this.#text(f, 2, at);
+      at += f[S_LENS + 2];
+    }
+    if (n > 3) {
+      h[nm[f[S_NAMES + 3]]] = this.#text(f, 3, at);
+      at += f[S_LENS + 3];
+    }
+    if (n > 4) {
+      h[nm[f[S_NAMES + 4]]] = this.#text(f, 4, at);
+      at += f[S_LENS + 4];
+    }
+    if (n > 5) h[nm[f[S_NAMES + 5]]] = this.#text(f, 5, at);
+    return h;
+  }
+
+  #text(f, i, at) {
+    const k = f[S_KEYS + i];
+    if (k >= 0) {
+      const slot = k & (CACHE_SIZE - 1);
+      if (this.#cacheKeys[slot] === k) return this.#cacheText[slot];
+      const s = this.#decode(at, f[S_LENS + i]);
+      this.#cacheKeys[slot] = k;
+      this.#cacheText[slot] = s;
+      return s;
+    }
+    return this.#decode(at, f[S_LENS + i]);
   }
 
   #decode(at, len) {

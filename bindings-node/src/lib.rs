@@ -604,6 +604,27 @@ unsafe fn arg_bytes<'a>(
     allow_bytes: bool,
 ) -> Option<&'a [u8]> {
     let mut len = 0usize;
+    // Fast path for ASCII strings (API keys and paths nearly always are): V8 copies a string
+    // out as UTF-16 with a plain widening copy, far cheaper than its UTF-8 encoder; ASCII
+    // narrowed back is its own UTF-8. Anything else takes the UTF-8 path below.
+    let mut wide = MaybeUninit::<[u16; STACK_LEN]>::uninit();
+    // SAFETY: `wide` is writable for STACK_LEN units; the caller vouches for env and value.
+    let st = unsafe {
+        sys::napi_get_value_string_utf16(env, value, wide.as_mut_ptr().cast::<u16>(), STACK_LEN, &mut len)
+    };
+    if st == sys::Status::napi_ok && len + 1 < STACK_LEN {
+        // SAFETY: Node-API wrote `len` units from the start of `wide`.
+        let units = unsafe { std::slice::from_raw_parts(wide.as_ptr().cast::<u16>(), len) };
+        if units.iter().fold(0u16, |acc, &u| acc | u) < 0x80 {
+            let out = stack.as_mut_ptr().cast::<u8>();
+            for (i, &u) in units.iter().enumerate() {
+                // SAFETY: i < len < STACK_LEN, inside `stack`.
+                unsafe { out.add(i).write(u as u8) };
+            }
+            // SAFETY: the first `len` bytes of `stack` were just written.
+            return Some(unsafe { std::slice::from_raw_parts(out, len) });
+        }
+    }
     // SAFETY: `stack` is writable for STACK_LEN bytes; the caller vouches for env and value.
     let st = unsafe {
         sys::napi_get_value_string_utf8(
