@@ -84,7 +84,9 @@ fn config_error(env: &Env, e: &JsonError) -> Error {
 
 fn segment_error(env: &Env, e: &SharedError) -> Error {
     let (range, code) = match e {
-        SharedError::Capacity { .. } | SharedError::Policies { .. } => (false, "ERR_RATELIMIT_SHARED_MISMATCH"),
+        SharedError::Capacity { .. } | SharedError::Policies { .. } => {
+            (false, "ERR_RATELIMIT_SHARED_MISMATCH")
+        }
         SharedError::InvalidCapacity(_) => (true, "ERR_RATELIMIT_CAPACITY"),
         _ => (false, "ERR_RATELIMIT_SHARED_MEMORY"),
     };
@@ -175,7 +177,8 @@ pub fn create(
                     "seed cannot be given with sharedMemory: the segment holds its seed",
                 ));
             }
-            let shared = SharedTable::open(path, Some(capacity), &config).map_err(|e| segment_error(&env, &e))?;
+            let shared =
+                SharedTable::open(path, Some(capacity), &config).map_err(|e| segment_error(&env, &e))?;
             let seed = shared.seed();
             (Table::Shared(shared), seed)
         }
