@@ -882,3 +882,60 @@ unsafe fn decide(
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_milliseconds_are_exact_nanoseconds() {
+        assert_eq!(ms_to_ns(0.0), Some(0));
+        assert_eq!(ms_to_ns(1_780_423_178_274.0), Some(1_780_423_178_274_000_000));
+        assert_eq!(ms_to_ns(1.5), Some(1_500_000));
+        assert_eq!(ms_to_ns(MAX_SAFE), None); // past u64 nanoseconds
+        assert_eq!(ms_to_ns(-1.0), None);
+        assert_eq!(ms_to_ns(f64::NAN), None);
+        assert_eq!(ms_to_ns(f64::INFINITY), None);
+    }
+
+    #[test]
+    fn only_canonical_decimals_get_a_cache_key() {
+        assert_eq!(decimal_key(b"0"), 0.0);
+        assert_eq!(decimal_key(b"1780423179"), 1_780_423_179.0);
+        assert_eq!(decimal_key(b"999999999999999"), 999_999_999_999_999.0);
+        for v in [&b""[..], b"007", b"1234567890123456", b"\"p\";r=1;t=2", b"12a"] {
+            assert_eq!(decimal_key(v), -1.0, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn seeds_are_little_endian_halves() {
+        let mut b = [0u8; 16];
+        b[0] = 1;
+        b[8] = 2;
+        assert_eq!(seed_from_bytes(&b), Seed([1, 2]));
+    }
+
+    #[test]
+    fn header_names_are_the_cores_in_order() {
+        let parsed = parse_config("{}").expect("the documented config");
+        let inner = Inner {
+            limiter: Limiter::new(parsed.config, Table::owned(16), Seed([1, 2])),
+            ids: Vec::new(),
+            capacity: 16,
+            seed: Seed([1, 2]),
+            config_json: "{}".into(),
+            segment: None,
+        };
+        assert_eq!(
+            header_names(&inner, HeaderStyle::XRateLimit),
+            [
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After"
+            ]
+        );
+        assert_eq!(header_names(&inner, HeaderStyle::Both).len(), MAX_HEADERS);
+    }
+}
