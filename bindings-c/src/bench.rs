@@ -3,7 +3,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use aisoule_ratelimit::{Cell, Config, Limiter, Now, Seed, Target};
+use asrl_core::{Cell, Config, Limiter, Now, Seed, Target};
 
 use crate::ffi::in_bytes;
 use crate::panic::ffi_panic_boundary;

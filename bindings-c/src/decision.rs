@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 use std::mem::offset_of;
 
-use aisoule_ratelimit::{CheckError, Decision, Now, Target};
+use asrl_core::{CheckError, Decision, Now, Target};
 
 use crate::ffi::{in_bytes, in_str, out_buf, write_out, write_text};
 use crate::limiter::asrl_limiter;

@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 use std::fmt;
 
-use aisoule_ratelimit::{write_to_slice, SliceWriter};
+use asrl_core::{write_to_slice, SliceWriter};
 
 use crate::result::asrl_result;
 

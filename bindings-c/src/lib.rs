@@ -54,7 +54,7 @@ const CONTENT_TYPE: &CStr = c"application/json";
 
 const _: () = {
     // The text is the core's: fail the build if the two ever differ.
-    let (a, b) = (CONTENT_TYPE.to_bytes(), aisoule_ratelimit::BODY_CONTENT_TYPE.as_bytes());
+    let (a, b) = (CONTENT_TYPE.to_bytes(), asrl_core::BODY_CONTENT_TYPE.as_bytes());
     assert!(a.len() == b.len());
     let mut i = 0;
     while i < a.len() {

@@ -5,8 +5,8 @@ use std::ffi::c_char;
 use std::fmt::Write as _;
 use std::io::Read;
 
-use aisoule_ratelimit::json::{parse_config, MAX_CAPACITY};
-use aisoule_ratelimit::{Cell, Config, FullTableMode, HeaderStyle, Limiter, PolicyId, Seed, CELL_SIZE, MAX_POLICIES};
+use asrl_core::json::{parse_config, MAX_CAPACITY};
+use asrl_core::{Cell, Config, FullTableMode, HeaderStyle, Limiter, PolicyId, Seed, CELL_SIZE, MAX_POLICIES};
 
 use crate::ffi::{in_str, out_buf, write_out, write_text};
 use crate::panic::ffi_panic_boundary;
@@ -130,7 +130,10 @@ pub struct asrl_stats {
 /// # Safety
 ///
 /// `config` must be NULL or `config_len` readable bytes.
-unsafe fn load_config(config: *const c_char, config_len: usize) -> Result<(Config, Option<u64>), asrl_result> {
+unsafe fn load_config(
+    config: *const c_char,
+    config_len: usize,
+) -> Result<(Config, Option<u64>), asrl_result> {
     if config.is_null() && config_len == 0 {
         return Ok((Config::documented(), None));
     }
@@ -323,10 +326,10 @@ pub unsafe extern "C" fn asrl_limiter_new_in(
         if limiter_out.is_null() || table.is_null() {
             return asrl_result::NullParameter;
         }
-        if (table as usize) % ASRL_TABLE_ALIGN != 0 {
+        if !(table as usize).is_multiple_of(ASRL_TABLE_ALIGN) {
             return asrl_result::TableMisaligned;
         }
-        if table_bytes == 0 || table_bytes % ASRL_CELL_SIZE != 0 || table_bytes > isize::MAX as usize {
+        if table_bytes == 0 || !table_bytes.is_multiple_of(ASRL_CELL_SIZE) || table_bytes > isize::MAX as usize {
             return asrl_result::TableSize;
         }
         let cells = table_bytes / ASRL_CELL_SIZE;

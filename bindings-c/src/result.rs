@@ -79,7 +79,9 @@ impl asrl_result {
             InvalidParameter => "an argument is out of range",
             InvalidUtf8 => "a route or policy name is not UTF-8",
             InvalidConfig => "the config was refused (asrl_config_error says why)",
-            InvalidCost => "invalid_cost: the cost must be from 1 to the capacity of every rule of the policy",
+            InvalidCost => {
+                "invalid_cost: the cost must be from 1 to the capacity of every rule of the policy"
+            }
             UnknownPolicy => "unknown_policy: no such policy in this limiter",
             InsufficientSize => "the output buffer is too short",
             AllocFailed => "the table could not be allocated",

@@ -84,7 +84,8 @@ fn burst_then_429_with_the_cores_text() {
     let mut short = vec![b'#'; n - 1];
     let mut needed = 0;
     // SAFETY: valid pointers.
-    let rc = unsafe { asrl_decision_write_headers(l, &d, short.as_mut_ptr().cast(), short.len(), &mut needed) };
+    let rc =
+        unsafe { asrl_decision_write_headers(l, &d, short.as_mut_ptr().cast(), short.len(), &mut needed) };
     assert_eq!((rc, needed), (asrl_result::InsufficientSize, n));
     assert!(short.iter().all(|&b| b == b'#'));
     // SAFETY: made by asrl_limiter_new.
@@ -112,7 +113,15 @@ fn config_error_names_the_field() {
     let mut buf = [0u8; 256];
     let mut n = 0;
     // SAFETY: valid pointers.
-    let rc = unsafe { asrl_config_error(bad.as_ptr().cast(), bad.len(), buf.as_mut_ptr().cast(), 256, &mut n) };
+    let rc = unsafe {
+        asrl_config_error(
+            bad.as_ptr().cast(),
+            bad.len(),
+            buf.as_mut_ptr().cast(),
+            256,
+            &mut n,
+        )
+    };
     assert_eq!(rc, asrl_result::Ok);
     let text = std::str::from_utf8(&buf[..n]).unwrap();
     assert!(text.starts_with("policies.alpha[0].limit: "), "{text}");
@@ -128,7 +137,10 @@ fn committed_header_carries_this_crate_version() {
         format!("#define ASRL_VERSION_STRING \"{}\"", env!("CARGO_PKG_VERSION")),
     ];
     for line in want {
-        assert!(header.lines().any(|l| l == line), "missing `{line}`: run `make -C bindings-c header`");
+        assert!(
+            header.lines().any(|l| l == line),
+            "missing `{line}`: run `make -C bindings-c header`"
+        );
     }
     // SAFETY: a static NUL-terminated string.
     let v = unsafe { CStr::from_ptr(asrl_version()) };
