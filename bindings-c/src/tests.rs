@@ -154,3 +154,85 @@ fn result_numbers_are_stable() {
     }
     assert_eq!(asrl_result::from_u32(13), None);
 }
+
+/// Counts this thread's allocations, to show checks and writers allocate nothing.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub(super) struct Counting;
+
+    thread_local! {
+        pub(super) static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: forwards to the system allocator; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCS.with(|a| a.set(a.get() + 1));
+            // SAFETY: the caller's layout, forwarded.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's pointer and layout, forwarded.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+}
+
+#[test]
+fn checks_and_writers_allocate_nothing() {
+    let start = counting::ALLOCS.with(|a| a.get());
+    let l = new_limiter("");
+    // The counter sees allocations: making a limiter allocates its table.
+    assert!(counting::ALLOCS.with(|a| a.get()) > start);
+    let mut buf = [0u8; 1024];
+    let mut n = 0;
+    let before = counting::ALLOCS.with(|a| a.get());
+    for i in 0..50u64 {
+        let key = [b'k', (i % 7) as u8];
+        let mut d = asrl_decision::default();
+        // SAFETY: valid pointers and lengths.
+        unsafe {
+            let route = "/v1/messages/1";
+            let rc = asrl_check(
+                l,
+                key.as_ptr(),
+                2,
+                route.as_ptr().cast(),
+                route.len(),
+                1,
+                T0,
+                T0,
+                &mut d,
+            );
+            assert_eq!(rc, asrl_result::Ok);
+            let rc = asrl_peek(
+                l,
+                key.as_ptr(),
+                2,
+                route.as_ptr().cast(),
+                route.len(),
+                1,
+                T0,
+                T0,
+                &mut d,
+            );
+            assert_eq!(rc, asrl_result::Ok);
+            asrl_decision_write_headers(l, &d, buf.as_mut_ptr().cast(), buf.len(), &mut n);
+            asrl_decision_write_body(l, &d, buf.as_mut_ptr().cast(), buf.len(), &mut n);
+        }
+    }
+    assert_eq!(counting::ALLOCS.with(|a| a.get()), before);
+    // SAFETY: made by asrl_limiter_new.
+    unsafe { asrl_limiter_free(l) };
+}
+
+#[test]
+fn limiter_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<asrl_limiter>();
+}

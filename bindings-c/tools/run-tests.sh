@@ -112,6 +112,38 @@ step "example prefork server"
 cat "$out/server.log"; tally "$out/server.log" "server"
 one "server test exits 0" $rc
 
+step "make install PREFIX=... and a program built with pkg-config"
+prefix="$out/prefix"
+rm -rf "$prefix"
+make --no-print-directory -s install-files PREFIX="$prefix" >"$out/install.log" 2>&1 &&
+  [ -f "$prefix/lib/libaisoule_ratelimit.a" ] && [ -f "$prefix/lib/libaisoule_ratelimit.so" ] &&
+  [ -f "$prefix/include/aisoule_ratelimit.h" ] && [ -f "$prefix/lib/pkgconfig/aisoule_ratelimit.pc" ]
+one "make install puts lib, header and .pc under PREFIX" $?
+cat >"$out/pc_smoke.c" <<'C'
+#include <aisoule_ratelimit.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+  asrl_limiter *l = NULL;
+  asrl_decision d;
+  if (asrl_limiter_new(NULL, 0, NULL, &l) != ASRL_RESULT_OK) return 1;
+  if (asrl_check(l, (const uint8_t *)"k", 1, "/v1/media", 9, 1, 1, 1, &d) != ASRL_RESULT_OK) return 1;
+  printf("%s %llu\n", asrl_version(), (unsigned long long)d.remaining);
+  asrl_limiter_free(l);
+  return strcmp(asrl_version(), ASRL_VERSION_STRING) != 0;
+}
+C
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# shellcheck disable=SC2046
+"$cc" -std=c99 "${warn[@]}" "$out/pc_smoke.c" $(pkg-config --cflags --libs aisoule_ratelimit) -o "$out/pc_smoke" &&
+  [ "$(LD_LIBRARY_PATH="$prefix/lib" "$out/pc_smoke")" = "$(pkg-config --modversion aisoule_ratelimit) 29" ]
+one "pkg-config --cflags --libs builds and runs (shared)" $?
+# shellcheck disable=SC2046
+"$cc" -std=c99 "${warn[@]}" $(pkg-config --cflags aisoule_ratelimit) "$out/pc_smoke.c" "$prefix/lib/libaisoule_ratelimit.a" \
+  $(pkg-config --static --libs-only-l aisoule_ratelimit | sed 's/-laisoule_ratelimit//') -o "$out/pc_smoke_static" &&
+  "$out/pc_smoke_static" >/dev/null
+one "static link with the .pc's Libs.private" $?
+
 step "Rust unit tests of the crate"
 nice cargo test --quiet --release -p aisoule-ratelimit-c --features test-panic >"$out/rust.log" 2>&1; rc=$?
 tail -3 "$out/rust.log"
