@@ -2,8 +2,9 @@
 # Runs every test of bindings-c, building each thing once, and ends with the line
 # "N passed, N failed" (the totals of all the suites below).
 #   1. the library, once, with the `test-panic` feature (for asrl_test_panic)
-#   2. tests/test_asrl.c as C99 and as C++17 under AddressSanitizer + UBSan, and as C99
-#      against the shared library under valgrind (0 errors, 0 leaks)
+#   2. tests/test_asrl.c as C99 and as C++17 under AddressSanitizer + UBSan, and both
+#      under valgrind (C99 against the shared library, C++17 against the static one):
+#      0 errors, 0 leaks
 #   3. every conformance trace through the C replay, compared with the expected answers
 #      as JSON values; malformed traces give "line N: ..." and exit status 2
 #   4. the example prefork server, driven with curl
@@ -52,6 +53,8 @@ build_ok=0
   tests/test_asrl.c -x none "$lib/libaisoule_ratelimit.a" "${libs[@]}" -o "$out/test_cxx_asan" || build_ok=1
 "$cc" -std=c99 "${warn[@]}" -g -O1 -DASRL_FEATURE_TEST_PANIC -Iinclude tests/test_asrl.c \
   -L"$lib" -laisoule_ratelimit -Wl,-rpath,"$lib" "${libs[@]}" -o "$out/test_c_so" || build_ok=1
+"$cxx" -x c++ -std=c++17 "${warn[@]}" -g -O1 -DASRL_FEATURE_TEST_PANIC -Iinclude tests/test_asrl.c \
+  -x none "$lib/libaisoule_ratelimit.a" "${libs[@]}" -o "$out/test_cxx_static" || build_ok=1
 "$cc" -std=c99 "${warn[@]}" -O2 -Iinclude tools/replay.c "$lib/libaisoule_ratelimit.a" "${libs[@]}" \
   -o "$out/replay" || build_ok=1
 "$cc" -std=c99 "${warn[@]}" -O2 -Iinclude examples/prefork_server.c "$lib/libaisoule_ratelimit.a" \
@@ -69,13 +72,18 @@ step "C tests, C++17, AddressSanitizer + UBSan"
 cat "$out/cxx_asan.log"; tally "$out/cxx_asan.log" "C++17 ASan"
 one "C++17 ASan run exits 0" $rc
 
-step "C tests, C99 against the shared library, valgrind"
-valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
-  --errors-for-leak-kinds=definite,indirect,possible --log-file="$out/valgrind.txt" \
-  "$out/test_c_so" >"$out/c_valgrind.log" 2>&1; rc=$?
-cat "$out/c_valgrind.log"; tally "$out/c_valgrind.log" "valgrind"
-if [ -s "$out/valgrind.txt" ]; then cat "$out/valgrind.txt"; fi
-[ $rc -eq 0 ] && [ ! -s "$out/valgrind.txt" ]; one "valgrind: 0 errors, 0 leaks" $?
+grind() { # name, binary: the C tests under valgrind, 0 errors and 0 leaks
+  step "C tests, $1, valgrind"
+  valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+    --errors-for-leak-kinds=definite,indirect,possible --log-file="$out/valgrind.txt" \
+    "$2" >"$out/valgrind.log" 2>&1
+  local rc=$?
+  cat "$out/valgrind.log"; tally "$out/valgrind.log" "valgrind $1"
+  if [ -s "$out/valgrind.txt" ]; then cat "$out/valgrind.txt"; fi
+  [ $rc -eq 0 ] && [ ! -s "$out/valgrind.txt" ]; one "valgrind, $1: 0 errors, 0 leaks" $?
+}
+grind "C99 against the shared library" "$out/test_c_so"
+grind "C++17 against the static library" "$out/test_cxx_static"
 
 step "conformance traces through the C replay"
 for trace in "$root"/conformance/*.trace.jsonl; do
