@@ -2,6 +2,7 @@
  * Built with -DASRL_FEATURE_TEST_PANIC against a library built with the `test-panic`
  * feature. Ends with the line "N passed, N failed". */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS on glibc */
 
 #include "aisoule_ratelimit.h"
 
@@ -10,6 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
 
 static int g_failed_checks;
 
@@ -502,6 +510,40 @@ static void test_caller_memory(void) {
   free(heap);
 }
 
+/* Two processes, one table: a child's checks are seen by the parent. */
+static void test_shared_memory_across_fork(void) {
+  size_t bytes = asrl_table_bytes(256);
+  asrl_options o = seeded(0);
+  asrl_limiter *l = NULL;
+  asrl_decision d;
+  int status = 0;
+  pid_t child;
+  void *shm = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(shm != MAP_FAILED);
+  if (shm == MAP_FAILED) return;
+  CHECK_RC(asrl_limiter_new_in(NULL, 0, &o, shm, bytes, &l), ASRL_RESULT_OK);
+  CHECK_RC(check(l, "shared", "/v1/messages", 1, T0, &d), ASRL_RESULT_OK);
+  fflush(NULL);
+  child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    /* The child makes its own limiter over the same segment, with the same seed. */
+    asrl_limiter *cl = NULL;
+    int ok = asrl_limiter_new_in(NULL, 0, &o, shm, bytes, &cl) == ASRL_RESULT_OK &&
+             check(cl, "shared", "/v1/messages", 2, T0, &d) == ASRL_RESULT_OK &&
+             d.allowed && d.remaining == 2;
+    asrl_limiter_free(cl);
+    asrl_limiter_free(l);
+    _exit(ok ? 0 : 1);
+  }
+  CHECK(waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK_RC(peek(l, "shared", "/v1/messages", &d), ASRL_RESULT_OK);
+  CHECK(d.remaining == 2);
+  asrl_limiter_free(l);
+  munmap(shm, bytes);
+}
+
 static void test_full_table_modes(void) {
   asrl_options o = seeded(16);
   asrl_limiter *open_l = NULL, *closed_l = NULL;
@@ -664,6 +706,7 @@ int main(void) {
       {"result_messages", test_result_messages},
       {"table_bytes", test_table_bytes},
       {"caller_memory", test_caller_memory},
+      {"shared_memory_across_fork", test_shared_memory_across_fork},
       {"full_table_modes", test_full_table_modes},
       {"header_styles", test_header_styles},
       {"os_seed", test_os_seed},
