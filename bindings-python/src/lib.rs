@@ -1,0 +1,609 @@
+//! `aisoule_ratelimit._native`: the Python face of the `aisoule-ratelimit` core.
+//!
+//! Thin on purpose: it converts Python values, reads the clocks and maps errors to
+//! Python exceptions. Every figure and every byte of header and body text comes from the
+//! core ([`aisoule_ratelimit::Decision::for_each_header`], [`aisoule_ratelimit::Decision::write_body`]).
+//!
+//! Free-threading: the module holds no state guarded by the GIL. The limiter's table is
+//! the core's lock-free cells; every class is `frozen` (no `&mut self`), so instances
+//! are shared between threads without locks.
+
+mod error;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aisoule_ratelimit::json::parse_config;
+use aisoule_ratelimit::{
+    Cell, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed, Target,
+    BODY_CONTENT_TYPE, CELL_SIZE,
+};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyMapping, PySequence, PyString, PyTuple};
+
+use crate::error::{check_error, json_error, type_name};
+
+/// The number of table cells when neither the caller nor the config names one.
+const DEFAULT_CAPACITY: u64 = 65_536;
+
+/// The limiter's state, shared by every [`Decision`] it returns.
+#[pyclass(frozen, module = "aisoule_ratelimit._native", name = "Limiter")]
+struct Limiter {
+    core: CoreLimiter<Box<[Cell]>>,
+    style: HeaderStyle,
+    capacity: u64,
+    /// The policies' names as Python strings, by `PolicyId::index()`.
+    names: Box<[Py<PyString>]>,
+}
+
+/// A ValueError when `obj` is an int out of `[0, 2**64)`, a TypeError when it is no int.
+fn extract_u64(obj: &Bound<'_, PyAny>, field: &str, range: &str) -> PyResult<u64> {
+    match obj.extract::<u64>() {
+        Ok(v) => Ok(v),
+        Err(_) if obj.is_instance_of::<PyInt>() => {
+            Err(PyValueError::new_err(format!("{field}: must be from {range}")))
+        }
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{field} must be an int, not {}",
+            type_name(obj)
+        ))),
+    }
+}
+
+/// The text of a `str` argument, or a TypeError naming `field`.
+fn expect_str<'a>(obj: &'a Bound<'_, PyAny>, field: &str) -> PyResult<&'a str> {
+    match obj.cast::<PyString>() {
+        Ok(s) => s.to_str(),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{field} must be a str, not {}",
+            type_name(obj)
+        ))),
+    }
+}
+
+/// The monotonic clock, the one `time.monotonic_ns()` reads.
+#[cfg(unix)]
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec` that outlives the call, and
+    // CLOCK_MONOTONIC is a clock id every unix accepts.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return fallback_mono_ns();
+    }
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The monotonic clock where there is no `clock_gettime`.
+#[cfg(not(unix))]
+fn mono_ns() -> u64 {
+    fallback_mono_ns()
+}
+
+/// Nanoseconds since the first call, from `std::time::Instant`.
+fn fallback_mono_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The Unix-epoch wall clock in nanoseconds (only printed, in `X-RateLimit-Reset`).
+fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl Limiter {
+    /// Builds a limiter from the config text of FORMAT.md (the inner object).
+    fn build(
+        py: Python<'_>,
+        text: &str,
+        on_full: &Bound<'_, PyAny>,
+        seed: Option<&Bound<'_, PyAny>>,
+        header_style: &Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let on_full = match expect_str(on_full, "on_full")? {
+            "open" => FullTableMode::Open,
+            "closed" => FullTableMode::Closed,
+            _ => return Err(PyValueError::new_err(r#"on_full: must be "open" or "closed""#)),
+        };
+        let style = match expect_str(header_style, "header_style")? {
+            "x-ratelimit" => HeaderStyle::XRateLimit,
+            "ietf" => HeaderStyle::Ietf,
+            "both" => HeaderStyle::Both,
+            _ => {
+                return Err(PyValueError::new_err(
+                    r#"header_style: must be "x-ratelimit", "ietf" or "both""#,
+                ))
+            }
+        };
+        let seed = match seed {
+            Some(s) => seed_from(s)?,
+            None => {
+                let random = py.import("os")?.call_method1("urandom", (16,))?;
+                seed_from(&random)?
+            }
+        };
+        let parsed = parse_config(text).map_err(|e| json_error(&e))?;
+        let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
+        let cells = usize::try_from(capacity)
+            .ok()
+            .and_then(|n| {
+                let mut v: Vec<Cell> = Vec::new();
+                v.try_reserve_exact(n).ok()?;
+                v.extend((0..n).map(|_| Cell::new()));
+                Some(v.into_boxed_slice())
+            })
+            .ok_or_else(|| {
+                PyMemoryError::new_err(format!(
+                    "capacity: no memory for {capacity} cells of {CELL_SIZE} bytes"
+                ))
+            })?;
+        let names = parsed
+            .config
+            .policies()
+            .iter()
+            .map(|p| PyString::intern(py, p.name()).unbind())
+            .collect();
+        Ok(Limiter {
+            core: CoreLimiter::with_full_table_mode(parsed.config, cells, seed, on_full),
+            style,
+            capacity,
+            names,
+        })
+    }
+
+    /// Resolves the target and cost, reads the clocks, and asks the core.
+    #[allow(clippy::too_many_arguments, reason = "the Python signature of check/peek")]
+    fn decide(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, PyAny>>,
+        policy: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        now_ns: Option<&Bound<'_, PyAny>>,
+        peek: bool,
+    ) -> PyResult<Decision> {
+        let this = slf.get();
+        let key: &[u8] = if let Ok(s) = key.cast::<PyString>() {
+            s.to_str()?.as_bytes()
+        } else if let Ok(b) = key.cast::<PyBytes>() {
+            b.as_bytes()
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "key must be str or bytes, not {}",
+                type_name(key)
+            )));
+        };
+        let config = this.core.config();
+        let target = match (route, policy) {
+            (Some(r), None) => Target::Route(expect_str(r, "route")?),
+            (None, Some(p)) => {
+                let name = expect_str(p, "policy")?;
+                Target::Policy(
+                    config
+                        .policy_id(name)
+                        .ok_or_else(|| PyValueError::new_err(format!("policy: no policy named {name:?}")))?,
+                )
+            }
+            (None, None) => Target::Policy(config.default_policy()),
+            (Some(_), Some(_)) => {
+                return Err(PyTypeError::new_err("give a route or a policy, not both"));
+            }
+        };
+        let cost = match cost {
+            None => 1,
+            Some(c) => extract_u64(c, "cost", "1 to the capacity of every rule of the policy")?,
+        };
+        let now = match now_ns {
+            None => Now {
+                mono_ns: mono_ns(),
+                wall_ns: wall_ns(),
+            },
+            Some(n) => Now::same(extract_u64(n, "now_ns", "0 to 2**64 - 1")?),
+        };
+        let result = if peek {
+            this.core.peek(key, target, cost, now)
+        } else {
+            this.core.check(key, target, cost, now)
+        };
+        match result {
+            Ok(d) => Ok(Decision {
+                limiter: slf.clone().unbind(),
+                d,
+            }),
+            Err(e) => {
+                let id = match target {
+                    Target::Route(r) => config.route(r),
+                    Target::Policy(id) => id,
+                };
+                Err(check_error(e, config.policy(id)))
+            }
+        }
+    }
+}
+
+/// The seed from 16 bytes (two little-endian u64) or an int in `[0, 2**128)`.
+fn seed_from(obj: &Bound<'_, PyAny>) -> PyResult<Seed> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        let bytes: [u8; 16] = b
+            .as_bytes()
+            .try_into()
+            .map_err(|_| PyValueError::new_err("seed: must be 16 bytes"))?;
+        let (lo, hi) = bytes.split_at(8);
+        let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+        return Ok(Seed([word(lo), word(hi)]));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        let v: u128 = obj
+            .extract()
+            .map_err(|_| PyValueError::new_err("seed: must be from 0 to 2**128 - 1"))?;
+        return Ok(Seed([v as u64, (v >> 64) as u64]));
+    }
+    Err(PyTypeError::new_err(format!(
+        "seed must be bytes or an int, not {}",
+        type_name(obj)
+    )))
+}
+
+#[pymethods]
+impl Limiter {
+    /// A limiter with the documented policies, or the ones given.
+    ///
+    /// `policies` and `routes` take the JSON-shaped values of FORMAT.md's config line.
+    #[new]
+    #[pyo3(signature = (policies=None, routes=None, default_policy=None, capacity=None, on_full=None, seed=None, header_style=None))]
+    #[pyo3(
+        text_signature = "(policies=None, routes=None, default_policy=None, capacity=None, on_full='open', seed=None, header_style='x-ratelimit')"
+    )]
+    #[allow(clippy::too_many_arguments, reason = "the Python signature")]
+    fn new(
+        py: Python<'_>,
+        policies: Option<&Bound<'_, PyAny>>,
+        routes: Option<&Bound<'_, PyAny>>,
+        default_policy: Option<&Bound<'_, PyAny>>,
+        capacity: Option<&Bound<'_, PyAny>>,
+        on_full: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
+        header_style: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let cfg = PyDict::new(py);
+        if let Some(p) = policies {
+            if p.cast::<PyMapping>().is_err() {
+                return Err(PyTypeError::new_err(format!(
+                    "policies must be a mapping of policy names to lists of rules, not {}",
+                    type_name(p)
+                )));
+            }
+            cfg.set_item("policies", PyDict::from_sequence(&p.call_method0("items")?)?)?;
+        }
+        if let Some(r) = routes {
+            if r.is_instance_of::<PyString>() || r.is_instance_of::<PyBytes>() || r.cast::<PySequence>().is_err()
+            {
+                return Err(PyTypeError::new_err(format!(
+                    "routes must be a list of {{\"prefix\": ..., \"policy\": ...}} objects, not {}",
+                    type_name(r)
+                )));
+            }
+            cfg.set_item("routes", PyList::new(py, r.try_iter()?.collect::<PyResult<Vec<_>>>()?)?)?;
+        }
+        if let Some(d) = default_policy {
+            cfg.set_item("default_policy", expect_str(d, "default_policy")?)?;
+        }
+        if let Some(c) = capacity {
+            if !c.is_instance_of::<PyInt>() || c.is_instance_of::<pyo3::types::PyBool>() {
+                return Err(PyTypeError::new_err(format!(
+                    "capacity must be an int, not {}",
+                    type_name(c)
+                )));
+            }
+            // The core validates the number (`capacity: must be from 1 to 4294967296`).
+            cfg.set_item("capacity", c)?;
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("allow_nan", false)?;
+        let json = py.import("json")?;
+        let text = json.call_method("dumps", (cfg,), Some(&kwargs))?;
+        let text = text.cast::<PyString>()?.to_str()?;
+        let open = PyString::new(py, "open");
+        let xrl = PyString::new(py, "x-ratelimit");
+        Limiter::build(
+            py,
+            text,
+            on_full.unwrap_or(open.as_any()),
+            seed,
+            header_style.unwrap_or(xrl.as_any()),
+        )
+    }
+
+    /// A limiter from a config's JSON text (FORMAT.md's config object).
+    #[staticmethod]
+    #[pyo3(signature = (text, *, on_full=None, seed=None, header_style=None))]
+    #[pyo3(text_signature = "(text, *, on_full='open', seed=None, header_style='x-ratelimit')")]
+    fn from_json(
+        py: Python<'_>,
+        text: &Bound<'_, PyAny>,
+        on_full: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
+        header_style: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let text = if let Ok(b) = text.cast::<PyBytes>() {
+            std::str::from_utf8(b.as_bytes())
+                .map_err(|e| PyValueError::new_err(format!("config: not UTF-8: {e}")))?
+        } else {
+            expect_str(text, "text")?
+        };
+        let open = PyString::new(py, "open");
+        let xrl = PyString::new(py, "x-ratelimit");
+        Limiter::build(
+            py,
+            text,
+            on_full.unwrap_or(open.as_any()),
+            seed,
+            header_style.unwrap_or(xrl.as_any()),
+        )
+    }
+
+    /// Decides a request and records it when admitted.
+    #[pyo3(signature = (key, route=None, *, policy=None, cost=None, now_ns=None))]
+    #[pyo3(text_signature = "(self, key, route=None, *, policy=None, cost=1, now_ns=None)")]
+    fn check(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, PyAny>>,
+        policy: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        now_ns: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Decision> {
+        Limiter::decide(slf, key, route, policy, cost, now_ns, false)
+    }
+
+    /// Decides a request without recording anything.
+    #[pyo3(signature = (key, route=None, *, policy=None, cost=None, now_ns=None))]
+    #[pyo3(text_signature = "(self, key, route=None, *, policy=None, cost=1, now_ns=None)")]
+    fn peek(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, PyAny>>,
+        policy: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        now_ns: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Decision> {
+        Limiter::decide(slf, key, route, policy, cost, now_ns, true)
+    }
+
+    /// The policy a request path maps to.
+    fn route_policy(&self, py: Python<'_>, route: &Bound<'_, PyAny>) -> PyResult<Py<PyString>> {
+        let id = self.core.config().route(expect_str(route, "route")?);
+        Ok(self.names[id.index()].clone_ref(py))
+    }
+
+    /// The number of table cells.
+    #[getter]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The policies' names, in config order.
+    #[getter]
+    fn policies(&self, py: Python<'_>) -> Vec<Py<PyString>> {
+        self.names.iter().map(|n| n.clone_ref(py)).collect()
+    }
+
+    /// The name of the policy of paths that match no route.
+    #[getter]
+    fn default_policy(&self, py: Python<'_>) -> Py<PyString> {
+        self.names[self.core.config().default_policy().index()].clone_ref(py)
+    }
+
+    /// `"open"` or `"closed"`.
+    #[getter]
+    fn on_full(&self) -> &'static str {
+        match self.core.full_table_mode() {
+            FullTableMode::Open => "open",
+            FullTableMode::Closed => "closed",
+        }
+    }
+
+    /// `"x-ratelimit"`, `"ietf"` or `"both"`.
+    #[getter]
+    fn header_style(&self) -> &'static str {
+        match self.style {
+            HeaderStyle::XRateLimit => "x-ratelimit",
+            HeaderStyle::Ietf => "ietf",
+            HeaderStyle::Both => "both",
+        }
+    }
+
+    /// Full-table answers since the limiter was made: `{"table_full_open": n,
+    /// "table_full_closed": n}`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.core.stats();
+        let d = PyDict::new(py);
+        d.set_item("table_full_open", s.table_full_open)?;
+        d.set_item("table_full_closed", s.table_full_closed)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let names: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| n.bind(py).to_str().map(str::to_owned))
+            .collect::<PyResult<_>>()?;
+        Ok(format!(
+            "Limiter(policies={names:?}, capacity={}, on_full={:?}, header_style={:?})",
+            self.capacity,
+            self.on_full(),
+            self.header_style()
+        ))
+    }
+}
+
+/// One request's answer: the decision, its figures, its headers and its 429 body.
+#[pyclass(frozen, module = "aisoule_ratelimit._native", name = "Decision")]
+struct Decision {
+    limiter: Py<Limiter>,
+    d: CoreDecision,
+}
+
+impl Decision {
+    /// Calls `f` for every header, in the contract's order and case.
+    fn each_header(&self, mut f: impl FnMut(&'static str, &str) -> PyResult<()>) -> PyResult<()> {
+        let limiter = self.limiter.get();
+        self.d
+            .for_each_header(limiter.core.policy(self.d.policy), limiter.style, &mut f)
+    }
+}
+
+/// Header names as ASGI wants them (lower case), from the core's names.
+fn lower(name: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (o, b) in out.iter_mut().zip(name.bytes()) {
+        *o = b.to_ascii_lowercase();
+    }
+    out
+}
+
+#[pymethods]
+impl Decision {
+    /// Whether the request is admitted.
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.d.allowed
+    }
+
+    /// 200 when allowed, 429 when denied.
+    #[getter]
+    fn status(&self) -> u16 {
+        self.d.status()
+    }
+
+    /// `X-RateLimit-Limit`: the binding rule's limit.
+    #[getter]
+    fn limit(&self) -> u64 {
+        self.d.limit
+    }
+
+    /// `X-RateLimit-Remaining`.
+    #[getter]
+    fn remaining(&self) -> u64 {
+        self.d.remaining
+    }
+
+    /// `X-RateLimit-Reset`: Unix epoch seconds (an int).
+    #[getter]
+    fn reset(&self) -> u64 {
+        self.d.reset
+    }
+
+    /// The binding rule's reset in nanoseconds from now.
+    #[getter]
+    fn reset_after_ns(&self) -> u64 {
+        self.d.reset_after_ns
+    }
+
+    /// `Retry-After` in whole seconds when denied (at least 1); 0 when allowed.
+    #[getter]
+    fn retry_after(&self) -> u64 {
+        self.d.retry_after_seconds
+    }
+
+    /// The exact wait in nanoseconds when denied; 0 when allowed.
+    #[getter]
+    fn retry_after_ns(&self) -> u64 {
+        self.d.retry_after_ns
+    }
+
+    /// The name of the policy that decided.
+    #[getter]
+    fn policy(&self, py: Python<'_>) -> Py<PyString> {
+        self.limiter.get().names[self.d.policy.index()].clone_ref(py)
+    }
+
+    /// Whether the table had no cell for the key, so the full-table mode answered.
+    #[getter]
+    fn table_full(&self) -> bool {
+        self.d.table_full
+    }
+
+    /// The response headers, name to value, in the contract's order and case.
+    #[getter]
+    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        self.each_header(|name, value| out.set_item(PyString::intern(py, name), value))?;
+        Ok(out)
+    }
+
+    /// The headers as `(name, value)` str pairs (for WSGI), in order and case.
+    #[getter]
+    fn header_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        self.each_header(|name, value| out.append(PyTuple::new(py, [name, value])?))?;
+        Ok(out)
+    }
+
+    /// The headers as `(name, value)` byte pairs with lower-case names, as ASGI's
+    /// `http.response.start` wants them.
+    #[getter]
+    fn asgi_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        self.each_header(|name, value| {
+            let lname = lower(name);
+            let n = PyBytes::new(py, &lname[..name.len().min(32)]);
+            let v = PyBytes::new(py, value.as_bytes());
+            out.append(PyTuple::new(py, [n, v])?)
+        })?;
+        Ok(out)
+    }
+
+    /// The exact 429 body when denied, `None` when allowed.
+    #[getter]
+    fn body<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        if self.d.allowed {
+            return None;
+        }
+        let mut text = String::with_capacity(self.d.body_len());
+        // Writing into a String cannot fail.
+        let _ = self.d.write_body(&mut text);
+        Some(PyBytes::new(py, text.as_bytes()))
+    }
+
+    /// `application/json` when denied (the body's type), `None` when allowed.
+    #[getter]
+    fn content_type(&self) -> Option<&'static str> {
+        (!self.d.allowed).then_some(BODY_CONTENT_TYPE)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Decision(allowed={}, status={}, limit={}, remaining={}, reset={}, retry_after={}, policy={:?}, table_full={})",
+            if self.d.allowed { "True" } else { "False" },
+            self.d.status(),
+            self.d.limit,
+            self.d.remaining,
+            self.d.reset,
+            self.d.retry_after_seconds,
+            self.policy(py).bind(py).to_str()?,
+            if self.d.table_full { "True" } else { "False" },
+        ))
+    }
+}
+
+/// The native module.
+#[pymodule(gil_used = false)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Limiter>()?;
+    m.add_class::<Decision>()?;
+    m.add("BODY_CONTENT_TYPE", BODY_CONTENT_TYPE)?;
+    m.add("DEFAULT_CAPACITY", DEFAULT_CAPACITY)?;
+    m.add("CELL_SIZE", CELL_SIZE)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
