@@ -10,6 +10,7 @@
 
 mod error;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aisoule_ratelimit::json::parse_config;
@@ -90,6 +91,35 @@ fn fallback_mono_ns() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let start = START.get_or_init(std::time::Instant::now);
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// How long a measured wall-clock offset is used before the wall clock is read again.
+const WALL_REFRESH_NS: u64 = 100_000_000;
+/// `wall - mono` (wrapping) as last measured.
+static WALL_OFFSET: AtomicU64 = AtomicU64::new(0);
+/// The monotonic time of that measurement, 0 before the first.
+static WALL_MEASURED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Both clocks of a request made now.
+///
+/// The wall clock is only printed (`X-RateLimit-Reset`, whole seconds), so it is read at
+/// most every [`WALL_REFRESH_NS`] of monotonic time and derived from the monotonic clock
+/// in between: one clock read a request instead of two. Between reads the two clocks
+/// drift apart only by NTP's slew (at most 500 ppm, 50 us in 100 ms); a step of the wall
+/// clock shows within 100 ms.
+fn now() -> Now {
+    let mono = mono_ns();
+    let at = WALL_MEASURED_AT.load(Ordering::Relaxed);
+    if at == 0 || mono.wrapping_sub(at) >= WALL_REFRESH_NS {
+        let wall = wall_ns();
+        WALL_OFFSET.store(wall.wrapping_sub(mono), Ordering::Relaxed);
+        WALL_MEASURED_AT.store(mono.max(1), Ordering::Relaxed);
+        return Now { mono_ns: mono, wall_ns: wall };
+    }
+    Now {
+        mono_ns: mono,
+        wall_ns: mono.wrapping_add(WALL_OFFSET.load(Ordering::Relaxed)),
+    }
 }
 
 /// The Unix-epoch wall clock in nanoseconds (only printed, in `X-RateLimit-Reset`).
@@ -202,10 +232,7 @@ impl Limiter {
             Some(c) => extract_u64(c, "cost", "1 to the capacity of every rule of the policy")?,
         };
         let now = match now_ns {
-            None => Now {
-                mono_ns: mono_ns(),
-                wall_ns: wall_ns(),
-            },
+            None => now(),
             Some(n) => Now::same(extract_u64(n, "now_ns", "0 to 2**64 - 1")?),
         };
         let result = if peek {
@@ -306,10 +333,8 @@ impl Limiter {
             // The core validates the number (`capacity: must be from 1 to 4294967296`).
             cfg.set_item("capacity", c)?;
         }
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("allow_nan", false)?;
-        let json = py.import("json")?;
-        let text = json.call_method("dumps", (cfg,), Some(&kwargs))?;
+        // NaN and infinities pass as `NaN`/`Infinity`, which the core refuses naming the field.
+        let text = py.import("json")?.call_method1("dumps", (cfg,))?;
         let text = text.cast::<PyString>()?.to_str()?;
         let open = PyString::new(py, "open");
         let xrl = PyString::new(py, "x-ratelimit");

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from aisoule_ratelimit._replay import TraceError, replay_lines
@@ -27,11 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     except TraceError as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 2
-    out = sys.stdout
-    for line in lines:
-        out.write(line)
-        out.write("\n")
-    out.flush()
+    try:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as the Rust replay does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 

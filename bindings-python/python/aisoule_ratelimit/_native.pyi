@@ -3,6 +3,15 @@
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, final
 
+__all__ = [
+    "BODY_CONTENT_TYPE",
+    "CELL_SIZE",
+    "DEFAULT_CAPACITY",
+    "Decision",
+    "Limiter",
+    "__version__",
+]
+
 BODY_CONTENT_TYPE: Final[str]
 DEFAULT_CAPACITY: Final[int]
 CELL_SIZE: Final[int]
