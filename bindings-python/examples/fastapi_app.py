@@ -18,4 +18,5 @@ async def send_message() -> dict[str, bool]:
 async def status() -> dict[str, str]:
     return {"status": "up"}
 
+
 # Run it: uvicorn examples.fastapi_app:app

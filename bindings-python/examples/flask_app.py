@@ -17,4 +17,5 @@ def send_message() -> dict[str, bool]:
 def status() -> dict[str, str]:
     return {"status": "up"}
 
+
 # Run it: flask --app examples.flask_app run

@@ -20,6 +20,7 @@ use aisoule_ratelimit::{
 };
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyMapping, PySequence, PyString, PyTuple};
 
 use crate::error::{check_error, json_error, type_name};
@@ -114,7 +115,10 @@ fn now() -> Now {
         let wall = wall_ns();
         WALL_OFFSET.store(wall.wrapping_sub(mono), Ordering::Relaxed);
         WALL_MEASURED_AT.store(mono.max(1), Ordering::Relaxed);
-        return Now { mono_ns: mono, wall_ns: wall };
+        return Now {
+            mono_ns: mono,
+            wall_ns: wall,
+        };
     }
     Now {
         mono_ns: mono,
@@ -311,14 +315,19 @@ impl Limiter {
             cfg.set_item("policies", PyDict::from_sequence(&p.call_method0("items")?)?)?;
         }
         if let Some(r) = routes {
-            if r.is_instance_of::<PyString>() || r.is_instance_of::<PyBytes>() || r.cast::<PySequence>().is_err()
+            if r.is_instance_of::<PyString>()
+                || r.is_instance_of::<PyBytes>()
+                || r.cast::<PySequence>().is_err()
             {
                 return Err(PyTypeError::new_err(format!(
                     "routes must be a list of {{\"prefix\": ..., \"policy\": ...}} objects, not {}",
                     type_name(r)
                 )));
             }
-            cfg.set_item("routes", PyList::new(py, r.try_iter()?.collect::<PyResult<Vec<_>>>()?)?)?;
+            cfg.set_item(
+                "routes",
+                PyList::new(py, r.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
+            )?;
         }
         if let Some(d) = default_policy {
             cfg.set_item("default_policy", expect_str(d, "default_policy")?)?;
@@ -487,13 +496,48 @@ impl Decision {
     }
 }
 
-/// Header names as ASGI wants them (lower case), from the core's names.
-fn lower(name: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for (o, b) in out.iter_mut().zip(name.bytes()) {
-        *o = b.to_ascii_lowercase();
+/// The header names the core writes. Their Python objects are made once and reused;
+/// a name not in this list (a newer core) is made per call.
+const HEADER_NAMES: [&str; 6] = [
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+    "Retry-After",
+];
+
+#[allow(
+    clippy::declare_interior_mutable_const,
+    reason = "an array initializer, each used once"
+)]
+const NAME_STR: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+#[allow(
+    clippy::declare_interior_mutable_const,
+    reason = "an array initializer, each used once"
+)]
+const NAME_BYTES: PyOnceLock<Py<PyBytes>> = PyOnceLock::new();
+static NAME_STRS: [PyOnceLock<Py<PyString>>; 6] = [NAME_STR; 6];
+static NAME_LOWER: [PyOnceLock<Py<PyBytes>>; 6] = [NAME_BYTES; 6];
+
+/// `name` as a Python str, in the contract's case.
+fn name_str<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
+    match HEADER_NAMES.iter().position(|n| *n == name) {
+        Some(i) => NAME_STRS[i]
+            .get_or_init(py, || PyString::intern(py, name).unbind())
+            .bind(py)
+            .clone(),
+        None => PyString::new(py, name),
     }
-    out
+}
+
+/// `name` in lower case as Python bytes, as ASGI wants header names.
+fn name_lower<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyBytes> {
+    let make = || PyBytes::new(py, name.to_ascii_lowercase().as_bytes());
+    match HEADER_NAMES.iter().position(|n| *n == name) {
+        Some(i) => NAME_LOWER[i].get_or_init(py, || make().unbind()).bind(py).clone(),
+        None => make(),
+    }
 }
 
 #[pymethods]
@@ -562,7 +606,7 @@ impl Decision {
     #[getter]
     fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
-        self.each_header(|name, value| out.set_item(PyString::intern(py, name), value))?;
+        self.each_header(|name, value| out.set_item(name_str(py, name), value))?;
         Ok(out)
     }
 
@@ -570,7 +614,10 @@ impl Decision {
     #[getter]
     fn header_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
-        self.each_header(|name, value| out.append(PyTuple::new(py, [name, value])?))?;
+        self.each_header(|name, value| {
+            let pair = [name_str(py, name), PyString::new(py, value)];
+            out.append(PyTuple::new(py, pair)?)
+        })?;
         Ok(out)
     }
 
@@ -580,10 +627,8 @@ impl Decision {
     fn asgi_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         self.each_header(|name, value| {
-            let lname = lower(name);
-            let n = PyBytes::new(py, &lname[..name.len().min(32)]);
-            let v = PyBytes::new(py, value.as_bytes());
-            out.append(PyTuple::new(py, [n, v])?)
+            let pair = [name_lower(py, name), PyBytes::new(py, value.as_bytes())];
+            out.append(PyTuple::new(py, pair)?)
         })?;
         Ok(out)
     }

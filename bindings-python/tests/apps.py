@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aisoule_ratelimit import Limiter
 from aisoule_ratelimit.asgi import RateLimitMiddleware as ASGIRateLimit
@@ -34,7 +34,7 @@ def hello_wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Itera
     return [b"hello"]
 
 
-def starlette_app(limiter: Limiter | None = None, **kwargs: object) -> object:
+def starlette_app(limiter: Limiter | None = None, **kwargs: Any) -> object:
     """A Starlette app with the middleware and a few routes."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
@@ -52,7 +52,7 @@ def starlette_app(limiter: Limiter | None = None, **kwargs: object) -> object:
         routes=[Route("/v1/status", status), Route("/v1/messages", messages, methods=["POST"])],
         middleware=[
             Middleware(
-                ASGIRateLimit,  # type: ignore[arg-type]
+                ASGIRateLimit,
                 limiter=limiter if limiter is not None else Limiter(policies=BURST3, routes=[]),
                 **kwargs,
             )
@@ -60,7 +60,7 @@ def starlette_app(limiter: Limiter | None = None, **kwargs: object) -> object:
     )
 
 
-def flask_app(limiter: Limiter | None = None, **kwargs: object) -> object:
+def flask_app(limiter: Limiter | None = None, **kwargs: Any) -> object:
     """A Flask app with the middleware."""
     from flask import Flask
 
@@ -77,7 +77,7 @@ def flask_app(limiter: Limiter | None = None, **kwargs: object) -> object:
     app.wsgi_app = WSGIRateLimit(  # type: ignore[method-assign]
         app.wsgi_app,
         limiter=limiter if limiter is not None else Limiter(policies=BURST3, routes=[]),
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
     return app
 

@@ -63,8 +63,11 @@ def test_headers_and_body_are_exact_strings() -> None:
         ('{"t_ms": 1, "key": "k", "route": "/", "cost": 1.5}\n', 1, "`cost`"),
         ('{"t_ms": 1, "key": "k", "route": "/", "x": 1}\n', 1, "unknown field `x`"),
         ('\n{"t_ms": 1, "key": "k", "route": "/"}\n{"config": {}}\n', 3, "first line"),
-        ('{"config": {"policies": {"a": [{"algorithm": "gcra", "limit": 0, "period_ms": 1}]}}}', 1,
-         "config.policies.a[0].limit"),
+        (
+            '{"config": {"policies": {"a": [{"algorithm": "gcra", "limit": 0, "period_ms": 1}]}}}',
+            1,
+            "config.policies.a[0].limit",
+        ),
         ('{"t_ms": 99999999999999999, "key": "k", "route": "/"}\n', 1, "too large"),
     ],
 )

@@ -14,8 +14,10 @@ import pytest
 from tests.conftest import BODY_TEMPLATE, PACKAGE_DIR
 
 README = (PACKAGE_DIR / "README.md").read_text()
-BLOCK = re.compile(r"(<!-- include: (?P<path>\S+) -->\n)?(?P<indent>[ ]*)```python\n(?P<code>.*?)^(?P=indent)```",
-                   re.S | re.M)
+BLOCK = re.compile(
+    r"(<!-- include: (?P<path>\S+) -->\n)?(?P<indent>[ ]*)```python\n(?P<code>.*?)^(?P=indent)```",
+    re.S | re.M,
+)
 BLOCKS = [(m.group("path"), textwrap.dedent(m.group("code"))) for m in BLOCK.finditer(README)]
 
 

@@ -40,9 +40,19 @@ def server() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "uvicorn", "tests.apps:uvicorn_app",
-            "--host", "127.0.0.1", "--port", str(port),
-            "--app-dir", str(PACKAGE_DIR), "--log-level", "warning", "--no-access-log",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.apps:uvicorn_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--app-dir",
+            str(PACKAGE_DIR),
+            "--log-level",
+            "warning",
+            "--no-access-log",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

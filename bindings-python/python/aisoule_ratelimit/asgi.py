@@ -27,8 +27,8 @@ from aisoule_ratelimit._native import BODY_CONTENT_TYPE, Limiter
 __all__ = [
     "ASGIApp",
     "Message",
-    "Receive",
     "RateLimitMiddleware",
+    "Receive",
     "Scope",
     "Send",
     "bearer_key_from_scope",
@@ -50,6 +50,7 @@ def bearer_key_from_scope(scope: Scope) -> bytes | None:
         if name == b"authorization":
             return bearer_key(value)
     return None
+    # RateLimitMiddleware.__call__ inlines this function: keep the two alike.
 
 
 async def missing_key_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,7 +99,16 @@ class RateLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        key = self.key_func(scope)
+        key: str | bytes | None = None
+        if self.key_func is bearer_key_from_scope:
+            # bearer_key_from_scope inlined: a function call less on every request.
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    if value[:7].lower() == b"bearer ":
+                        key = value[7:].strip(b" \t") or None
+                    break
+        else:
+            key = self.key_func(scope)
         if key is None:
             await self.on_missing_key(scope, receive, send)
             return
