@@ -1,7 +1,10 @@
 //! Every mapping of a core error to a Python exception, in one place.
 
 use aisoule_ratelimit::json::JsonError;
+use std::io;
+
 use aisoule_ratelimit::{CheckError, Policy};
+use aisoule_ratelimit_host::SharedError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -20,6 +23,16 @@ pub(crate) fn check_error(e: CheckError, policy: &Policy) -> PyErr {
             policy.max_cost()
         )),
         _ => PyValueError::new_err(format!("policy: {e}")),
+    }
+}
+
+/// A shared segment that cannot be opened: the OSError subclass of the system error
+/// (FileNotFoundError, PermissionError, ...) or, for a segment that does not fit this
+/// limiter, a ValueError naming `shared`.
+pub(crate) fn shared_error(e: &SharedError) -> PyErr {
+    match e {
+        SharedError::Io { source, .. } => io::Error::new(source.kind(), format!("shared: {e}")).into(),
+        _ => PyValueError::new_err(format!("shared: {e}")),
     }
 }
 

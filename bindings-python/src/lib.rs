@@ -11,11 +11,13 @@
 mod error;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io;
+use std::path::PathBuf;
 
 use aisoule_ratelimit::json::parse_config;
+use aisoule_ratelimit_host::{monotonic_ns as mono_ns, os_seed, wall_ns, SharedError, SharedTable, Table};
 use aisoule_ratelimit::{
-    Cell, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed, Target,
+    Cell, Config, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed, Target,
     BODY_CONTENT_TYPE, CELL_SIZE,
 };
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
@@ -23,7 +25,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyMapping, PySequence, PyString, PyTuple};
 
-use crate::error::{check_error, json_error, type_name};
+use crate::error::{check_error, json_error, shared_error, type_name};
 
 /// The number of table cells when neither the caller nor the config names one.
 const DEFAULT_CAPACITY: u64 = 65_536;
@@ -31,9 +33,11 @@ const DEFAULT_CAPACITY: u64 = 65_536;
 /// The limiter's state, shared by every [`Decision`] it returns.
 #[pyclass(frozen, module = "aisoule_ratelimit._native", name = "Limiter")]
 struct Limiter {
-    core: CoreLimiter<Box<[Cell]>>,
+    core: CoreLimiter<Table>,
     style: HeaderStyle,
     capacity: u64,
+    /// The shared segment's path, when the table is shared.
+    shared: Option<PathBuf>,
     /// The policies' names as Python strings, by `PolicyId::index()`.
     names: Box<[Py<PyString>]>,
 }
@@ -61,37 +65,6 @@ fn expect_str<'a>(obj: &'a Bound<'_, PyAny>, field: &str) -> PyResult<&'a str> {
             type_name(obj)
         ))),
     }
-}
-
-/// The monotonic clock, the one `time.monotonic_ns()` reads.
-#[cfg(unix)]
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable `timespec` that outlives the call, and
-    // CLOCK_MONOTONIC is a clock id every unix accepts.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    if rc != 0 {
-        return fallback_mono_ns();
-    }
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
-
-/// The monotonic clock where there is no `clock_gettime`.
-#[cfg(not(unix))]
-fn mono_ns() -> u64 {
-    fallback_mono_ns()
-}
-
-/// Nanoseconds since the first call, from `std::time::Instant`.
-fn fallback_mono_ns() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let start = START.get_or_init(std::time::Instant::now);
-    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// How long a measured wall-clock offset is used before the wall clock is read again.
@@ -126,13 +99,6 @@ fn now() -> Now {
     }
 }
 
-/// The Unix-epoch wall clock in nanoseconds (only printed, in `X-RateLimit-Reset`).
-fn wall_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 impl Limiter {
     /// Builds a limiter from the config text of FORMAT.md (the inner object).
     fn build(
@@ -141,6 +107,7 @@ impl Limiter {
         on_full: &Bound<'_, PyAny>,
         seed: Option<&Bound<'_, PyAny>>,
         header_style: &Bound<'_, PyAny>,
+        shared: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let on_full = match expect_str(on_full, "on_full")? {
             "open" => FullTableMode::Open,
@@ -157,14 +124,40 @@ impl Limiter {
                 ))
             }
         };
-        let seed = match seed {
-            Some(s) => seed_from(s)?,
-            None => {
-                let random = py.import("os")?.call_method1("urandom", (16,))?;
-                seed_from(&random)?
-            }
-        };
+        let seed = seed.map(seed_from).transpose()?;
+        let shared = shared.map(shared_path).transpose()?;
         let parsed = parse_config(text).map_err(|e| json_error(&e))?;
+        if let Some(path) = shared {
+            if seed.is_some() {
+                return Err(PyValueError::new_err(
+                    "seed: a shared table keeps its own seed in its segment; give no seed",
+                ));
+            }
+            let table = py
+                .detach(|| match parsed.capacity {
+                    Some(c) => SharedTable::open(&path, Some(c), &parsed.config),
+                    None => match SharedTable::open(&path, None, &parsed.config) {
+                        Err(SharedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                            SharedTable::open(&path, Some(DEFAULT_CAPACITY), &parsed.config)
+                        }
+                        other => other,
+                    },
+                })
+                .map_err(|e| shared_error(&e))?;
+            let seed = table.seed();
+            let capacity = table.capacity() as u64;
+            return Ok(Limiter::assemble(
+                py,
+                parsed.config,
+                Table::Shared(table),
+                seed,
+                on_full,
+                style,
+                capacity,
+                Some(path),
+            ));
+        }
+        let seed = seed.unwrap_or_else(os_seed);
         let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
         let cells = usize::try_from(capacity)
             .ok()
@@ -179,18 +172,41 @@ impl Limiter {
                     "capacity: no memory for {capacity} cells of {CELL_SIZE} bytes"
                 ))
             })?;
-        let names = parsed
-            .config
+        Ok(Limiter::assemble(
+            py,
+            parsed.config,
+            Table::Owned(cells),
+            seed,
+            on_full,
+            style,
+            capacity,
+            None,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the parts of a limiter")]
+    fn assemble(
+        py: Python<'_>,
+        config: Config,
+        table: Table,
+        seed: Seed,
+        on_full: FullTableMode,
+        style: HeaderStyle,
+        capacity: u64,
+        shared: Option<PathBuf>,
+    ) -> Limiter {
+        let names = config
             .policies()
             .iter()
             .map(|p| PyString::intern(py, p.name()).unbind())
             .collect();
-        Ok(Limiter {
-            core: CoreLimiter::with_full_table_mode(parsed.config, cells, seed, on_full),
+        Limiter {
+            core: CoreLimiter::with_full_table_mode(config, table, seed, on_full),
             style,
             capacity,
+            shared,
             names,
-        })
+        }
     }
 
     /// Resolves the target and cost, reads the clocks, and asks the core.
@@ -283,15 +299,25 @@ fn seed_from(obj: &Bound<'_, PyAny>) -> PyResult<Seed> {
     )))
 }
 
+/// The path of a shared segment: a str or an `os.PathLike`.
+fn shared_path(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    obj.extract::<PathBuf>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "shared must be a path (str or os.PathLike), not {}",
+            type_name(obj)
+        ))
+    })
+}
+
 #[pymethods]
 impl Limiter {
     /// A limiter with the documented policies, or the ones given.
     ///
     /// `policies` and `routes` take the JSON-shaped values of FORMAT.md's config line.
     #[new]
-    #[pyo3(signature = (policies=None, routes=None, default_policy=None, capacity=None, on_full=None, seed=None, header_style=None))]
+    #[pyo3(signature = (policies=None, routes=None, default_policy=None, capacity=None, on_full=None, seed=None, header_style=None, shared=None))]
     #[pyo3(
-        text_signature = "(policies=None, routes=None, default_policy=None, capacity=None, on_full='open', seed=None, header_style='x-ratelimit')"
+        text_signature = "(policies=None, routes=None, default_policy=None, capacity=None, on_full='open', seed=None, header_style='x-ratelimit', shared=None)"
     )]
     #[allow(clippy::too_many_arguments, reason = "the Python signature")]
     fn new(
@@ -303,6 +329,7 @@ impl Limiter {
         on_full: Option<&Bound<'_, PyAny>>,
         seed: Option<&Bound<'_, PyAny>>,
         header_style: Option<&Bound<'_, PyAny>>,
+        shared: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let cfg = PyDict::new(py);
         if let Some(p) = policies {
@@ -353,19 +380,21 @@ impl Limiter {
             on_full.unwrap_or(open.as_any()),
             seed,
             header_style.unwrap_or(xrl.as_any()),
+            shared,
         )
     }
 
     /// A limiter from a config's JSON text (FORMAT.md's config object).
     #[staticmethod]
-    #[pyo3(signature = (text, *, on_full=None, seed=None, header_style=None))]
-    #[pyo3(text_signature = "(text, *, on_full='open', seed=None, header_style='x-ratelimit')")]
+    #[pyo3(signature = (text, *, on_full=None, seed=None, header_style=None, shared=None))]
+    #[pyo3(text_signature = "(text, *, on_full='open', seed=None, header_style='x-ratelimit', shared=None)")]
     fn from_json(
         py: Python<'_>,
         text: &Bound<'_, PyAny>,
         on_full: Option<&Bound<'_, PyAny>>,
         seed: Option<&Bound<'_, PyAny>>,
         header_style: Option<&Bound<'_, PyAny>>,
+        shared: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let text = if let Ok(b) = text.cast::<PyBytes>() {
             std::str::from_utf8(b.as_bytes())
@@ -381,6 +410,7 @@ impl Limiter {
             on_full.unwrap_or(open.as_any()),
             seed,
             header_style.unwrap_or(xrl.as_any()),
+            shared,
         )
     }
 
@@ -422,6 +452,12 @@ impl Limiter {
     #[getter]
     fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// The shared segment's path, or None for a table of this process.
+    #[getter]
+    fn shared(&self) -> Option<PathBuf> {
+        self.shared.clone()
     }
 
     /// The policies' names, in config order.
@@ -472,10 +508,14 @@ impl Limiter {
             .map(|n| n.bind(py).to_str().map(str::to_owned))
             .collect::<PyResult<_>>()?;
         Ok(format!(
-            "Limiter(policies={names:?}, capacity={}, on_full={:?}, header_style={:?})",
+            "Limiter(policies={names:?}, capacity={}, on_full={:?}, header_style={:?}, shared={})",
             self.capacity,
             self.on_full(),
-            self.header_style()
+            self.header_style(),
+            match &self.shared {
+                Some(p) => format!("{:?}", p.display().to_string()),
+                None => "None".to_owned(),
+            }
         ))
     }
 }

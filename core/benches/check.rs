@@ -1,1 +1,196 @@
-fn main() {}
+//! `check` on the standard policy against governor's keyed limiter, same string keys,
+//! same process. Prints medians and the throughput ratios at the end.
+//!
+//! Run with `cargo bench -p aisoule-ratelimit --bench check`. Set `ASRL_BENCH_QUICK=1`
+//! for a short run (CI smoke).
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aisoule_ratelimit::{Cell, Config, Limiter, Now, Seed, Target};
+use criterion::{BenchmarkId, Criterion};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Keys of 24 bytes, spread by a hash (not sequential).
+fn keys(n: usize) -> Vec<[u8; 24]> {
+    (0..n as u64)
+        .map(|i| {
+            let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xdead_beef;
+            x ^= x >> 31;
+            let mut k = *b"ak_live_0000000000000000";
+            for (j, b) in k[8..].iter_mut().enumerate() {
+                *b = b"0123456789abcdef"[((x >> (4 * j)) & 15) as usize];
+            }
+            k
+        })
+        .collect()
+}
+
+fn table(cells: usize) -> Limiter<Box<[Cell]>> {
+    let cells: Box<[Cell]> = (0..cells).map(|_| Cell::new()).collect();
+    Limiter::new(Config::documented(), cells, Seed([0x0123_4567, 0x89ab_cdef]))
+}
+
+const START_NS: u64 = 1_780_423_178_274_000_000;
+/// Each check advances the synthetic clock by 1 ms: a key of 10,000 comes back every
+/// 10 s, well under its 120 a minute, so every check takes the admit-and-store path.
+const STEP_NS: u64 = 1_000_000;
+
+/// `iters` checks over `keys`, starting at key `offset`; returns the time taken.
+fn run_checks(limiter: &Limiter<Box<[Cell]>>, keys: &[[u8; 24]], iters: u64, clock: &mut u64) -> Duration {
+    let start = Instant::now();
+    let mut i = 0usize;
+    for _ in 0..iters {
+        *clock += STEP_NS;
+        let d = limiter.check(
+            black_box(&keys[i]),
+            Target::Route(black_box("/v1/status")),
+            1,
+            Now::same(*clock),
+        );
+        black_box(d.map(|d| (d.limit, d.remaining, d.reset)).ok());
+        i += 1;
+        if i == keys.len() {
+            i = 0;
+        }
+    }
+    start.elapsed()
+}
+
+fn run_governor(limiter: &DefaultKeyedRateLimiter<String>, keys: &[String], iters: u64) -> Duration {
+    let start = Instant::now();
+    let mut i = 0usize;
+    for _ in 0..iters {
+        black_box(limiter.check_key(black_box(&keys[i])).is_ok());
+        i += 1;
+        if i == keys.len() {
+            i = 0;
+        }
+    }
+    start.elapsed()
+}
+
+/// `iters` operations on each of `threads` threads at once; the time per operation of
+/// the whole (wall time / total operations).
+fn in_threads(threads: usize, iters: u64, op: impl Fn(usize, u64) -> Duration + Sync) -> Duration {
+    let barrier = std::sync::Barrier::new(threads + 1);
+    let start = std::thread::scope(|s| {
+        for t in 0..threads {
+            let (op, barrier) = (&op, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                op(t, iters)
+            });
+        }
+        barrier.wait();
+        Instant::now()
+    });
+    start.elapsed() / threads as u32
+}
+
+fn benches(c: &mut Criterion) {
+    let k10 = keys(10_000);
+    let s10: Vec<String> = k10
+        .iter()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+
+    let mut g = c.benchmark_group("one_thread_10k_keys");
+    let ours = table(1 << 16);
+    let mut clock = START_NS;
+    run_checks(&ours, &k10, 10_000, &mut clock);
+    g.bench_function("aisoule_check", |b| {
+        b.iter_custom(|n| run_checks(&ours, &k10, n, &mut clock))
+    });
+    let gov = RateLimiter::keyed(Quota::per_minute(NonZeroU32::new(120).expect("120 > 0")));
+    run_governor(&gov, &s10, 10_000);
+    g.bench_function("governor_keyed", |b| {
+        b.iter_custom(|n| run_governor(&gov, &s10, n))
+    });
+    g.finish();
+
+    // Two threads on disjoint halves of the keys (each thread its own clock).
+    let halves: Vec<&[[u8; 24]]> = k10.chunks(5_000).collect();
+    let shalves: Vec<&[String]> = s10.chunks(5_000).collect();
+    let mut g = c.benchmark_group("two_threads_10k_keys");
+    let ours = table(1 << 16);
+    g.bench_function(BenchmarkId::new("aisoule_check", "per_op"), |b| {
+        b.iter_custom(|n| {
+            in_threads(2, n, |t, n| {
+                let mut clock = START_NS + t as u64;
+                run_checks(&ours, halves[t], n, &mut clock)
+            })
+        })
+    });
+    let gov = RateLimiter::keyed(Quota::per_minute(NonZeroU32::new(120).expect("120 > 0")));
+    g.bench_function(BenchmarkId::new("governor_keyed", "per_op"), |b| {
+        b.iter_custom(|n| in_threads(2, n, |t, n| run_governor(&gov, shalves[t], n)))
+    });
+    g.finish();
+
+    let quick = std::env::var_os("ASRL_BENCH_QUICK").is_some();
+    let n_big = if quick { 100_000 } else { 1_000_000 };
+    let kbig = keys(n_big);
+    let mut g = c.benchmark_group("one_thread_1m_keys");
+    // Twice as many cells as keys: 32 MiB for a million keys.
+    let ours = table(2 * n_big);
+    let mut clock = START_NS;
+    run_checks(&ours, &kbig, n_big as u64, &mut clock);
+    g.bench_function("aisoule_check", |b| {
+        b.iter_custom(|n| run_checks(&ours, &kbig, n, &mut clock))
+    });
+    g.finish();
+}
+
+/// The median estimate criterion saved for a benchmark, in ns.
+fn median_ns(id: &str) -> Option<f64> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let text = std::fs::read_to_string(dir.join("criterion").join(id).join("new/estimates.json")).ok()?;
+    let at = text.find("\"median\"")?;
+    let rest = &text[at..];
+    let p = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let end = rest[p..].find([',', '}'])?;
+    rest[p..p + end].trim().parse().ok()
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    if std::env::var_os("ASRL_BENCH_QUICK").is_some() {
+        c = c
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_secs(1));
+    }
+    benches(&mut c);
+    c.final_summary();
+
+    let get = |id: &str| median_ns(id).unwrap_or(f64::NAN);
+    let ours1 = get("one_thread_10k_keys/aisoule_check");
+    let gov1 = get("one_thread_10k_keys/governor_keyed");
+    let ours2 = get("two_threads_10k_keys/aisoule_check/per_op");
+    let gov2 = get("two_threads_10k_keys/governor_keyed/per_op");
+    let big = get("one_thread_1m_keys/aisoule_check");
+    println!();
+    println!("summary (medians, ns per check; two-thread figures are wall time / all checks)");
+    println!("  aisoule check, 10k keys, 1 thread:   {ours1:8.2} ns   (goal <= 20)");
+    println!("  governor keyed, 10k keys, 1 thread:  {gov1:8.2} ns");
+    println!(
+        "  aisoule check, 10k keys, 2 threads:  {ours2:8.2} ns   scaling x{:.2} (goal >= 1.8)",
+        ours1 / ours2
+    );
+    println!(
+        "  governor keyed, 10k keys, 2 threads: {gov2:8.2} ns   scaling x{:.2}",
+        gov1 / gov2
+    );
+    println!("  aisoule check, 1M keys, 1 thread:    {big:8.2} ns   (goal <= 60)");
+    println!(
+        "  ratio vs governor, 1 thread:  x{:.2} (goal >= 1.5)",
+        gov1 / ours1
+    );
+    println!("  ratio vs governor, 2 threads: x{:.2} (goal >= 3)", gov2 / ours2);
+}

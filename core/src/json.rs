@@ -12,6 +12,11 @@
 //! assert_eq!(parsed.capacity, Some(1024));
 //! ```
 
+#![allow(
+    clippy::result_large_err,
+    reason = "no allocator to box into: the error carries its field path inline, and parsing a config is not a hot path"
+)]
+
 use core::fmt::{self, Write};
 
 use heapless::{String, Vec};
@@ -661,5 +666,229 @@ impl<'a> Parser<'a> {
                 .map_err(|_| p.err(JsonErrorKind::Config(ConfigError::RouteCount)))
         })?;
         Ok(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::ToString;
+
+    use super::*;
+
+    /// The error text for a config.
+    fn err(text: &str) -> std::string::String {
+        parse_config(text).expect_err(text).to_string()
+    }
+
+    fn with_rule(rule: &str) -> std::string::String {
+        std::format!(
+            r#"{{"policies": {{"alpha": [{{"algorithm": "window", "limit": 5, "period_ms": 1000}}, {rule}]}}, "default_policy": "alpha"}}"#
+        )
+    }
+
+    #[test]
+    fn missing_fields_take_the_documented_defaults() {
+        let parsed = parse_config("{}").unwrap();
+        assert_eq!(parsed.config, Config::documented());
+        assert_eq!(parsed.capacity, None);
+        let parsed = parse_config(r#" { "capacity" : 4096 } "#).unwrap();
+        assert_eq!(parsed.config, Config::documented());
+        assert_eq!(parsed.capacity, Some(4096));
+        // Policies given, routes not: the documented routes whose policies exist.
+        let parsed = parse_config(
+            r#"{"policies": {"messaging": [{"algorithm": "gcra", "limit": 2, "period_ms": 1000}],
+                             "standard": [{"algorithm": "window", "limit": 3, "period_ms": 1000}]}}"#,
+        )
+        .unwrap();
+        let c = &parsed.config;
+        assert_eq!(c.routes().len(), 1);
+        assert_eq!(c.policy(c.route("/v1/messages/1")).name(), "messaging");
+        assert_eq!(c.policy(c.route("/v1/media")).name(), "standard");
+        // burst defaults to limit.
+        assert_eq!(c.policies()[0].rules()[0].burst(), 2);
+    }
+
+    #[test]
+    fn the_documented_config_as_json_is_the_documented_config() {
+        let text = r#"{"policies": {
+            "standard":  [{"algorithm": "window", "limit": 120, "period_ms": 60000}],
+            "messaging": [{"algorithm": "window", "limit": 300, "period_ms": 60000},
+                          {"algorithm": "gcra",   "limit": 5,   "period_ms": 1000, "burst": 5}],
+            "media":     [{"algorithm": "window", "limit": 30,  "period_ms": 60000}]},
+          "routes": [{"prefix": "/v1/messages", "policy": "messaging"},
+                     {"prefix": "/v1/media",    "policy": "media"}],
+          "default_policy": "standard", "capacity": 65536}"#;
+        let parsed = parse_config(text).unwrap();
+        assert_eq!(parsed.config, Config::documented());
+        assert_eq!(parsed.capacity, Some(65_536));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let rule = |r: &str| err(&with_rule(r));
+        assert_eq!(
+            rule(r#"{"algorithm": "gcra", "limit": 0, "period_ms": 1000}"#),
+            "policies.alpha[1].limit: must be from 1 to 1000000000"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "window", "limit": 3, "period_ms": 0}"#),
+            "policies.alpha[1].period_ms: must be from 1 ms to 100 years"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "window", "limit": 3, "period_ms": 18446744073709551615}"#),
+            "policies.alpha[1].period_ms: must be from 1 ms to 100 years"
+        );
+        assert!(
+            rule(r#"{"algorithm": "gcra", "limit": 3, "period_ms": 1000, "burst": 0}"#)
+                .starts_with("policies.alpha[1].burst: must be from 1 to 1000000000")
+        );
+        assert!(
+            rule(r#"{"algorithm": "gcra", "limit": 3, "period_ms": 1000, "burst": 1000000001}"#)
+                .starts_with("policies.alpha[1].burst: must be from 1")
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "window", "limit": 3, "period_ms": 1000, "burst": 3}"#),
+            "policies.alpha[1].burst: is only for \"gcra\" rules"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "window", "limit": 20000, "period_ms": 1000}"#),
+            "policies.alpha[1].limit: is too large for the window's period (see Rule::max_window_limit)"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "leaky", "limit": 3, "period_ms": 1000}"#),
+            "policies.alpha[1].algorithm: must be \"gcra\" or \"window\""
+        );
+        assert_eq!(
+            rule(r#"{"limit": 3, "period_ms": 1000}"#),
+            "policies.alpha[1].algorithm: is required"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "gcra", "period_ms": 1000}"#),
+            "policies.alpha[1].limit: is required"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "gcra", "limit": 1}"#),
+            "policies.alpha[1].period_ms: is required"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "gcra", "limit": 1, "period_ms": 1, "rate": 2}"#),
+            "policies.alpha[1].rate: is not a config field"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "gcra", "limit": -1, "period_ms": 1000}"#),
+            "policies.alpha[1].limit: must be a whole number from 0 to 2^64-1"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "gcra", "limit": 1.5, "period_ms": 1000}"#),
+            "policies.alpha[1].limit: must be a whole number"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "gcra", "limit": "5", "period_ms": 1000}"#),
+            "policies.alpha[1].limit: must be a whole number"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": 5, "limit": 1, "period_ms": 1}"#),
+            "policies.alpha[1].algorithm: must be a string"
+        );
+    }
+
+    #[test]
+    fn policy_route_and_top_level_errors() {
+        let w = r#"{"algorithm": "window", "limit": 1, "period_ms": 1000}"#;
+        assert_eq!(
+            err(&std::format!(
+                r#"{{"policies": {{"p": [{w}, {w}, {w}, {w}, {w}]}}}}"#
+            )),
+            "policies.p[4]: must hold 1 to 4 rules"
+        );
+        assert!(parse_config(&std::format!(
+            r#"{{"policies": {{"p": [{w}, {w}, {w}, {w}]}}, "default_policy": "p"}}"#
+        ))
+        .is_ok());
+        assert_eq!(
+            err(r#"{"policies": {"p": []}}"#),
+            "policies.p: must hold 1 to 4 rules"
+        );
+        assert_eq!(err(r#"{"policies": {}}"#), "policies: must hold 1 to 16 policies");
+        assert_eq!(
+            err(&std::format!(r#"{{"policies": {{"p": [{w}], "p": [{w}]}}}}"#)),
+            "policies.p: names a policy twice"
+        );
+        assert_eq!(
+            err(&std::format!(
+                r#"{{"policies": {{"p": [{w}]}}, "routes": [{{"prefix": "/a", "policy": "q"}}], "default_policy": "p"}}"#
+            )),
+            "routes[0].policy: names a policy that is not defined"
+        );
+        assert_eq!(
+            err(&std::format!(
+                r#"{{"policies": {{"p": [{w}]}}, "default_policy": "q"}}"#
+            )),
+            "default_policy: names a policy that is not defined"
+        );
+        // The documented default policy is "standard": a config without it must name one.
+        assert_eq!(
+            err(&std::format!(r#"{{"policies": {{"p": [{w}]}}}}"#)),
+            "default_policy: names a policy that is not defined"
+        );
+        assert_eq!(
+            err(r#"{"routes": [{"policy": "media"}]}"#),
+            "routes[0].prefix: is required"
+        );
+        assert_eq!(
+            err(r#"{"routes": [{"prefix": "/x"}]}"#),
+            "routes[0].policy: is required"
+        );
+        assert_eq!(
+            err(r#"{"routes": [{"prefix": "", "policy": "media"}]}"#),
+            "routes[0].prefix: must be 1 to 128 bytes"
+        );
+        assert_eq!(
+            err(r#"{"capacity": 0}"#),
+            "capacity: must be from 1 to 4294967296"
+        );
+        assert_eq!(
+            err(r#"{"capacity": 4294967297}"#),
+            "capacity: must be from 1 to 4294967296"
+        );
+        assert_eq!(err(r#"{"colour": 1}"#), "colour: is not a config field");
+        assert_eq!(err(r#"{"policies": []}"#), "policies: must be an object");
+        assert_eq!(err(r#"[]"#), "config: must be an object");
+    }
+
+    #[test]
+    fn bad_json_names_the_byte() {
+        assert_eq!(err(""), "config: invalid JSON at byte 0");
+        assert_eq!(err("{"), "config: invalid JSON at byte 1");
+        assert_eq!(err(r#"{"capacity": 1,}"#), "config: invalid JSON at byte 15");
+        assert_eq!(err(r#"{"capacity": 1} x"#), "config: invalid JSON at byte 16");
+        assert_eq!(err(r#"{"capacity": 01}"#), "capacity: invalid JSON at byte 15");
+        assert!(err(r#"{"routes": [{"prefix": "/a\q", "policy": "media"}]}"#).contains("invalid JSON"));
+        // Nesting deeper than the parser follows is refused, not a stack overflow.
+        let deep = std::format!("{{\"policies\": {}{}}}", "[".repeat(40), "]".repeat(40));
+        assert!(
+            err(&deep).ends_with(": invalid JSON at byte 28"),
+            "{}",
+            err(&deep)
+        );
+        let fine = std::format!("{{\"policies\": {}{}}}", "[".repeat(10), "]".repeat(10));
+        assert_eq!(err(&fine), "policies: must be an object");
+    }
+
+    #[test]
+    fn strings_unescape() {
+        let parsed = parse_config(
+            r#"{"policies": {"p\u0041": [{"algorithm": "window", "limit": 1, "period_ms": 1000}]},
+                "routes": [{"prefix": "\/x\u00e9\ud83d\ude00", "policy": "pA"}], "default_policy": "pA"}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.config.policies()[0].name(), "pA");
+        assert_eq!(parsed.config.routes()[0].prefix(), "/xé😀");
+        let long = std::format!(
+            r#"{{"routes": [{{"prefix": "{}", "policy": "media"}}]}}"#,
+            "/".repeat(129)
+        );
+        assert_eq!(err(&long), "routes[0].prefix: is too long");
     }
 }

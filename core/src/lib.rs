@@ -69,3 +69,8 @@ pub use text::{
     write_to_slice, Decimal, HeaderStyle, SliceWriter, BODY_CONTENT_TYPE, BODY_PREFIX, BODY_SUFFIX,
     MAX_HEADER_VALUE_LEN,
 };
+
+/// The root README's Rust code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

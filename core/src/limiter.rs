@@ -272,6 +272,35 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             // A tag this config does not know: never evict what we cannot judge.
             None => false,
         };
+        if let [rule] = rules {
+            // One rule (the common case): no arrays, no undo.
+            let fp = table::fingerprint(key_hash, pid.index() * MAX_RULES);
+            loop {
+                let slot = table::find(cells, fp, &neutral, &[]);
+                let (state, table_full) = slot_state(&slot);
+                let outcome = if consume {
+                    rule.decide(state, t, cost)
+                } else {
+                    rule.inspect(state, t, cost)
+                };
+                let outcomes = core::slice::from_ref(&outcome);
+                if table_full && self.on_full == FullTableMode::Closed {
+                    if consume {
+                        self.full_closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(self.closed(pid, outcomes, now));
+                }
+                if !outcome.admitted || !consume {
+                    return Ok(self.compose(pid, outcomes, outcome.admitted, table_full, now));
+                }
+                if self.store(rule, fp, &slot, outcome.state, t) {
+                    if table_full {
+                        self.full_open.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(self.compose(pid, outcomes, true, table_full, now));
+                }
+            }
+        }
         let mut fps = [0u64; MAX_RULES];
         for (r, fp) in fps.iter_mut().enumerate().take(rules.len()) {
             *fp = table::fingerprint(key_hash, pid.index() * MAX_RULES + r);
@@ -279,17 +308,15 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         loop {
             let mut slots = [Slot::Full; MAX_RULES];
             let mut outcomes = [UNSET; MAX_RULES];
+            let mut taken = [usize::MAX; MAX_RULES];
             let mut table_full = false;
             for (r, rule) in rules.iter().enumerate() {
-                slots[r] = table::find(cells, fps[r], &neutral);
-                let state = match slots[r] {
-                    Slot::Found { word, .. } => table::state_of(word),
-                    Slot::Vacant { .. } => 0,
-                    Slot::Full => {
-                        table_full = true;
-                        0
-                    }
-                };
+                slots[r] = table::find(cells, fps[r], &neutral, &taken[..r]);
+                let (state, full) = slot_state(&slots[r]);
+                table_full |= full;
+                if let Slot::Found { index, .. } | Slot::Vacant { index, .. } = slots[r] {
+                    taken[r] = index;
+                }
                 outcomes[r] = if consume {
                     rule.decide(state, t, cost)
                 } else {
@@ -329,25 +356,12 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         cost: u64,
         now: u64,
     ) -> bool {
-        let cells = self.cells.as_ref();
         let mut done = [false; MAX_RULES];
         let order = (0..rules.len())
             .filter(|&r| rules[r].algorithm() == Algorithm::Window)
             .chain((0..rules.len()).filter(|&r| rules[r].algorithm() == Algorithm::Gcra));
         for r in order {
-            let stored = match slots[r] {
-                Slot::Found { index, word } | Slot::Vacant { index, word } => {
-                    let new = table::word(fps[r], outcomes[r].state);
-                    let ok = cells[index].swap_word(word, new).is_ok();
-                    if ok && matches!(slots[r], Slot::Vacant { .. }) {
-                        let rule = &rules[r];
-                        table::fold_duplicates(cells, fps[r], &|a, b| rule.merge(a, b, now));
-                    }
-                    ok
-                }
-                // Fail-open: nothing is stored for a rule without a cell.
-                Slot::Full => true,
-            };
+            let stored = self.store(&rules[r], fps[r], &slots[r], outcomes[r].state, now);
             if !stored {
                 for (u, _) in done.iter().enumerate().filter(|(_, d)| **d) {
                     self.undo(&rules[u], fps[u], &slots[u], &outcomes[u], cost, now);
@@ -357,6 +371,24 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             done[r] = true;
         }
         true
+    }
+
+    /// Stores `state` for `fp` in its slot by a compare-and-swap on the word it was
+    /// decided from; folds duplicates after claiming a new cell. False on a lost race.
+    /// A rule without a cell (fail-open) stores nothing and succeeds.
+    fn store(&self, rule: &crate::rule::Rule, fp: u64, slot: &Slot, state: u64, now: u64) -> bool {
+        let cells = self.cells.as_ref();
+        match *slot {
+            Slot::Found { index, word } => cells[index].swap_word(word, table::word(fp, state)).is_ok(),
+            Slot::Vacant { index, word } => {
+                let ok = cells[index].swap_word(word, table::word(fp, state)).is_ok();
+                if ok {
+                    table::fold_duplicates(cells, fp, &|a, b| rule.merge(a, b, now));
+                }
+                ok
+            }
+            Slot::Full => true,
+        }
     }
 
     /// Takes back one stored rule state (see [`crate::rule::Rule`]'s undo).
@@ -375,7 +407,14 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         loop {
             let current = cells[index].word();
             let new = if exact && current == committed {
-                original
+                match slot {
+                    Slot::Found { .. } => original,
+                    // A claimed cell is given back, not restored: an empty cell would end
+                    // the probe sequence of keys that passed it meanwhile (hiding their
+                    // cells), and another key's neutral state restored here could hide
+                    // that key's newer cell.
+                    _ => table::WORD_TOMB,
+                }
             } else if table::fp_of(current) == fp {
                 table::word(
                     fp,
@@ -384,7 +423,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             } else {
                 // The cell was folded into the key's first cell: take the cost back there.
                 exact = false;
-                match table::find(cells, fp, &|_, _| false) {
+                match table::find(cells, fp, &|_, _| false, &[]) {
                     Slot::Found { index: i, .. } if i != index => {
                         index = i;
                         continue;
@@ -475,8 +514,20 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
     }
 }
 
+/// The state a slot holds (0 for a key without a cell) and whether the table was full.
+fn slot_state(slot: &Slot) -> (u64, bool) {
+    match *slot {
+        Slot::Found { word, .. } => (table::state_of(word), false),
+        Slot::Vacant { .. } => (0, false),
+        Slot::Full => (0, true),
+    }
+}
+
 /// `ceil((wall + reset) / 1e9)` in 128 bits.
 fn epoch_seconds(wall_ns: u64, reset_ns: u64) -> u64 {
-    let total = wall_ns as u128 + reset_ns as u128;
-    total.div_ceil(NS_PER_S as u128) as u64
+    match wall_ns.checked_add(reset_ns) {
+        // The common case in 64 bits: a 128-bit division is a library call.
+        Some(total) => total.div_ceil(NS_PER_S),
+        None => (wall_ns as u128 + reset_ns as u128).div_ceil(NS_PER_S as u128) as u64,
+    }
 }

@@ -366,3 +366,131 @@ impl Config {
         h.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::{Rule, NS_PER_S};
+
+    fn one_rule(name: &str) -> Policy {
+        Policy::new(name, &[Rule::window(10, NS_PER_S).unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn documented_routes_match_on_a_slash_or_query_boundary() {
+        let c = Config::documented();
+        let name = |path: &str| c.policy(c.route(path)).name();
+        assert_eq!(name("/v1/messages"), "messaging");
+        assert_eq!(name("/v1/messages/42"), "messaging");
+        assert_eq!(name("/v1/messages?x=1"), "messaging");
+        assert_eq!(name("/v1/messages/"), "messaging");
+        assert_eq!(name("/v1/messagesX"), "standard");
+        assert_eq!(name("/v1/message"), "standard");
+        assert_eq!(name("/V1/messages"), "standard");
+        assert_eq!(name("/v1/Messages"), "standard");
+        assert_eq!(name("/v1/media"), "media");
+        assert_eq!(name("/v1/mediafiles"), "standard");
+        assert_eq!(name("/v1/media?x"), "media");
+        assert_eq!(name(""), "standard");
+        assert_eq!(name("/"), "standard");
+        assert_eq!(name("v1/messages"), "standard");
+    }
+
+    #[test]
+    fn documented_policies_have_the_documented_rules() {
+        let c = Config::documented();
+        let figures: std::vec::Vec<(&str, std::vec::Vec<(u64, u64, u64)>)> = c
+            .policies()
+            .iter()
+            .map(|p| {
+                (
+                    p.name(),
+                    p.rules()
+                        .iter()
+                        .map(|r| (r.limit(), r.period_ns(), r.burst()))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            figures,
+            [
+                ("standard", std::vec![(120, 60 * NS_PER_S, 120)]),
+                (
+                    "messaging",
+                    std::vec![(300, 60 * NS_PER_S, 300), (5, NS_PER_S, 5)]
+                ),
+                ("media", std::vec![(30, 60 * NS_PER_S, 30)]),
+            ]
+        );
+        assert_eq!(c.policy(c.default_policy()).name(), "standard");
+        assert_eq!(c.policy(c.policy_id("messaging").unwrap()).max_cost(), 5);
+    }
+
+    extern crate std;
+
+    #[test]
+    fn first_route_wins() {
+        let mut c = Config::new(&[one_rule("a"), one_rule("ab"), one_rule("d")]).unwrap();
+        c.set_default_policy("d").unwrap();
+        c.add_route("/a", "a").unwrap();
+        c.add_route("/a/b", "ab").unwrap();
+        assert_eq!(c.route("/a/b"), c.policy_id("a").unwrap());
+        assert_eq!(c.route("/a/b/c"), c.policy_id("a").unwrap());
+        assert_eq!(c.route("/ab"), c.policy_id("d").unwrap());
+        c.clear_routes();
+        c.add_route("/a/b", "ab").unwrap();
+        c.add_route("/a", "a").unwrap();
+        assert_eq!(c.route("/a/b/c"), c.policy_id("ab").unwrap());
+        assert_eq!(c.route("/a/c"), c.policy_id("a").unwrap());
+        // A prefix ending in '/' matches only below it.
+        c.add_route("/z/", "ab").unwrap();
+        assert_eq!(c.route("/z/"), c.policy_id("ab").unwrap());
+        assert_eq!(c.route("/z"), c.policy_id("d").unwrap());
+    }
+
+    #[test]
+    fn config_errors() {
+        let r = Rule::window(1, NS_PER_S).unwrap();
+        assert_eq!(Policy::new("", &[r]), Err(ConfigError::Name));
+        assert_eq!(Policy::new("a\"b", &[r]), Err(ConfigError::Name));
+        assert_eq!(Policy::new("a\\b", &[r]), Err(ConfigError::Name));
+        assert_eq!(Policy::new("tab\t", &[r]), Err(ConfigError::Name));
+        assert_eq!(Policy::new("é", &[r]), Err(ConfigError::Name));
+        assert_eq!(Policy::new(&"x".repeat(33), &[r]), Err(ConfigError::Name));
+        assert!(Policy::new(&"x".repeat(32), &[r]).is_ok());
+        assert_eq!(Policy::new("p", &[]), Err(ConfigError::RuleCount));
+        assert_eq!(Policy::new("p", &[r; 5]), Err(ConfigError::RuleCount));
+        assert!(Policy::new("p", &[r; 4]).is_ok());
+        assert_eq!(Config::new(&[]), Err(ConfigError::PolicyCount));
+        assert_eq!(
+            Config::new(&[one_rule("a"), one_rule("a")]),
+            Err(ConfigError::DuplicatePolicy)
+        );
+        let many: std::vec::Vec<Policy> = (0..17).map(|i| one_rule(&std::format!("p{i}"))).collect();
+        assert_eq!(Config::new(&many), Err(ConfigError::PolicyCount));
+        assert!(Config::new(&many[..16]).is_ok());
+        let mut c = Config::new(&[one_rule("a")]).unwrap();
+        assert_eq!(c.add_route("/x", "nope"), Err(ConfigError::UnknownPolicy));
+        assert_eq!(c.add_route("", "a"), Err(ConfigError::Prefix));
+        assert_eq!(c.add_route(&"/".repeat(129), "a"), Err(ConfigError::Prefix));
+        assert_eq!(c.set_default_policy("nope"), Err(ConfigError::UnknownPolicy));
+        for i in 0..16 {
+            c.add_route(&std::format!("/r{i}"), "a").unwrap();
+        }
+        assert_eq!(c.add_route("/r16", "a"), Err(ConfigError::RouteCount));
+        assert_eq!(c.routes().len(), 16);
+    }
+
+    #[test]
+    fn fingerprint_tells_configs_apart() {
+        let a = Config::documented();
+        let mut b = Config::documented();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        b.clear_routes();
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        let mut c = Config::documented();
+        c.set_default_policy("media").unwrap();
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+}

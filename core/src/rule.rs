@@ -85,6 +85,8 @@ pub struct Rule {
     emission_ns: u64,
     /// Window: bits for each of `prev` and `curr` in the state word.
     count_bits: u32,
+    /// Division by `period_ns` as a multiply (the window's two divisions per request).
+    period_div: Divider,
 }
 
 /// The figures a rule reports for its state after a decision (SEMANTICS.md 3).
@@ -154,6 +156,7 @@ impl Rule {
             burst,
             emission_ns,
             count_bits: 0,
+            period_div: Divider::new(period_ns),
         })
     }
 
@@ -187,6 +190,7 @@ impl Rule {
             burst: limit,
             emission_ns: 0,
             count_bits,
+            period_div: Divider::new(period_ns),
         })
     }
 
@@ -335,8 +339,9 @@ impl Rule {
         let admitted = new_tat - now_w <= bt;
         let tat_after = if admitted && consume { new_tat } else { tat };
         let x = tat_after.max(now_w) - now_w;
+        // `B*T <= 2^62`, so this division runs in 64 bits.
         let remaining = if bt > x {
-            ((bt - x) / t).min(self.burst as u128)
+            (div(bt - x, self.emission_ns) as u64).min(self.burst)
         } else {
             0
         };
@@ -348,7 +353,7 @@ impl Rule {
             state: sat_u64(tat_after),
             figures: Figures {
                 limit: self.burst,
-                remaining: remaining as u64,
+                remaining,
                 reset_ns: sat_u64(x),
                 retry_ns: sat_u64(retry),
             },
@@ -358,19 +363,23 @@ impl Rule {
     fn window_decide(&self, state: u64, now: u64, cost: u64, consume: bool) -> Outcome {
         let mut w = self.roll(state, now);
         let l = self.limit as u128;
-        let admitted = self.estimate(&w) + cost as u128 <= l;
+        let mut n = self.estimate(&w);
+        let admitted = n + cost as u128 <= l;
         if admitted && consume {
+            // Only `curr` changes, so the estimate grows by exactly `cost`.
             w.curr += cost;
+            n += cost as u128;
         }
-        let n = self.estimate(&w);
         let remaining = l.saturating_sub(n) as u64;
         let big_w = self.period_ns as i128;
         let now_i = now as i128;
         let i = w.index_abs as i128;
-        let reset = if w.curr > 0 {
-            (i + 1) * big_w + big_w - (big_w - 1) / w.curr as i128 - now_i
-        } else if w.prev > 0 {
-            (i * big_w + big_w - (big_w - 1) / w.prev as i128 - now_i).max(0)
+        // Divisions run in 64 bits where the operands fit: a 128-bit division is a slow
+        // library call, and these run on every request.
+        let reset = if let Some(q) = (self.period_ns - 1).checked_div(w.curr) {
+            (i + 1) * big_w + big_w - q as i128 - now_i
+        } else if let Some(q) = (self.period_ns - 1).checked_div(w.prev) {
+            (i * big_w + big_w - q as i128 - now_i).max(0)
         } else {
             0
         };
@@ -380,11 +389,12 @@ impl Rule {
             let k = self.limit as i128 - w.curr as i128 - cost as i128;
             if k >= 0 {
                 // The denial with k >= 0 means prev > 0 (the estimate exceeded curr).
-                let prev = w.prev.max(1) as i128;
-                i * big_w + big_w - ((k + 1) * big_w - 1) / prev - now_i
+                let num = (k as u128 + 1) * self.period_ns as u128 - 1;
+                i * big_w + big_w - div(num, w.prev.max(1)) as i128 - now_i
             } else {
-                let curr = w.curr.max(1) as i128;
-                let wait = big_w - ((l as i128 - cost as i128 + 1) * big_w - 1) / curr;
+                // Here `L - c + 1 <= curr`, and `c <= L`, so the numerator is positive.
+                let num = (l - cost as u128 + 1) * self.period_ns as u128 - 1;
+                let wait = big_w - div(num, w.curr.max(1)) as i128;
                 (i + 1) * big_w + wait.max(0) - now_i
             }
         };
@@ -402,8 +412,13 @@ impl Rule {
 
     /// `n = curr + floor(prev * (W - a) / W)`.
     fn estimate(&self, w: &WindowState) -> u128 {
-        let big_w = self.period_ns as u128;
-        w.curr as u128 + w.prev as u128 * (big_w - w.elapsed as u128) / big_w
+        let num = w.prev as u128 * (self.period_ns - w.elapsed) as u128;
+        let scaled = if num <= u64::MAX as u128 {
+            self.period_div.div_rem(num as u64).0 as u128
+        } else {
+            num / self.period_ns as u128
+        };
+        w.curr as u128 + scaled
     }
 
     fn index_bits(&self) -> u32 {
@@ -438,8 +453,7 @@ impl Rule {
     /// Reads a window state at `now` and rolls it forward (SEMANTICS.md 3.2).
     fn roll(&self, state: u64, now: u64) -> WindowState {
         let p = self.unpack(state);
-        let j = now / self.period_ns;
-        let a = now - j * self.period_ns;
+        let (j, a) = self.period_div.div_rem(now);
         if p.prev == 0 && p.curr == 0 {
             // Any empty state is a fresh key's, whatever index it carries.
             return WindowState {
@@ -495,6 +509,55 @@ impl Rule {
     }
 }
 
+/// Division of a `u64` by a fixed divisor as a multiply-high and one correction: a
+/// hardware division costs tens of cycles, and a window needs two per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Divider {
+    d: u64,
+    /// `floor(2^(64+shift) / d)`, or 0 when `d` is a power of two (a plain shift).
+    magic: u64,
+    /// `floor(log2(d))`.
+    shift: u32,
+}
+
+impl Divider {
+    const fn new(d: u64) -> Divider {
+        let shift = 63 - d.leading_zeros();
+        let magic = if d.is_power_of_two() {
+            0
+        } else {
+            ((1u128 << (64 + shift)) / d as u128) as u64
+        };
+        Divider { d, magic, shift }
+    }
+
+    /// `(n / d, n % d)`.
+    #[inline]
+    fn div_rem(&self, n: u64) -> (u64, u64) {
+        if self.magic == 0 {
+            return (n >> self.shift, n & (self.d - 1));
+        }
+        // With m = floor(2^(64+s) / d) and d >= 2^s, the estimate is q or q - 1.
+        let mut q = (((n as u128 * self.magic as u128) >> 64) >> self.shift) as u64;
+        let mut r = n - q * self.d;
+        if r >= self.d {
+            q += 1;
+            r -= self.d;
+        }
+        (q, r)
+    }
+}
+
+/// `num / d`, in 64 bits when `num` fits (the common case).
+#[inline]
+fn div(num: u128, d: u64) -> u128 {
+    if num <= u64::MAX as u128 {
+        ((num as u64) / d) as u128
+    } else {
+        num / d as u128
+    }
+}
+
 fn clamp_ns(v: i128) -> u64 {
     if v <= 0 {
         0
@@ -532,6 +595,373 @@ impl From<WindowState> for PackedWindow {
             index: w.index,
             prev: w.prev,
             curr: w.curr,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = NS_PER_MS;
+    const S: u64 = NS_PER_S;
+
+    /// Runs `decide` and returns (admitted, remaining, reset, retry) and the new state.
+    fn step(rule: &Rule, state: &mut u64, now: u64, cost: u64) -> (bool, u64, u64, u64) {
+        let o = rule.decide(*state, now, cost);
+        if o.admitted {
+            *state = o.state;
+        } else {
+            assert_eq!(o.state, *state, "a denial returns the state it was given");
+        }
+        (
+            o.admitted,
+            o.figures.remaining,
+            o.figures.reset_ns,
+            o.figures.retry_ns,
+        )
+    }
+
+    #[test]
+    fn gcra_burst_then_one_per_emission_interval() {
+        // 5 per second: T = 200 ms, B = 5.
+        let rule = Rule::gcra(5, S, 5).unwrap();
+        let t0 = 10 * S;
+        let mut st = 0;
+        for k in 1..=5 {
+            let (ok, remaining, reset, retry) = step(&rule, &mut st, t0, 1);
+            assert!(ok);
+            assert_eq!((remaining, reset, retry), (5 - k, k * 200 * MS, 0));
+        }
+        assert_eq!(st, t0 + S);
+        // Denied: retry = e + cT - BT - now = 200 ms; nothing changes.
+        assert_eq!(step(&rule, &mut st, t0, 1), (false, 0, S, 200 * MS));
+        // One ns early is still denied, with 1 ns to wait.
+        assert_eq!(
+            step(&rule, &mut st, t0 + 200 * MS - 1, 1),
+            (false, 0, 800 * MS + 1, 1)
+        );
+        // At the emission time one more is admitted.
+        assert_eq!(step(&rule, &mut st, t0 + 200 * MS, 1), (true, 0, S, 0));
+        // A long idle time drains the bucket: a neutral state.
+        assert!(rule.is_neutral(st, t0 + 10 * S));
+        assert!(!rule.is_neutral(st, t0 + S));
+        assert_eq!(step(&rule, &mut st, t0 + 10 * S, 1), (true, 4, 200 * MS, 0));
+    }
+
+    #[test]
+    fn gcra_emission_interval_rounds_up_and_burst_differs_from_limit() {
+        // 3 per 1 s: T = ceil(1e9 / 3) = 333,333,334 ns; burst 2.
+        let rule = Rule::gcra(3, S, 2).unwrap();
+        let t = 333_333_334;
+        let mut st = 0;
+        assert_eq!(step(&rule, &mut st, 5 * S, 1), (true, 1, t, 0));
+        assert_eq!(step(&rule, &mut st, 5 * S, 1), (true, 0, 2 * t, 0));
+        assert_eq!(step(&rule, &mut st, 5 * S, 1), (false, 0, 2 * t, t));
+        assert_eq!(rule.capacity(), 2);
+        assert_eq!(rule.limit(), 3);
+    }
+
+    #[test]
+    fn gcra_cost_above_one_reports_what_is_left_when_denied() {
+        let rule = Rule::gcra(5, S, 5).unwrap();
+        let mut st = 0;
+        assert_eq!(step(&rule, &mut st, S, 3), (true, 2, 600 * MS, 0));
+        // Cost 3 needs 1.2 s of room and 0.4 s is free: retry 200 ms, remaining 2.
+        assert_eq!(step(&rule, &mut st, S, 3), (false, 2, 600 * MS, 200 * MS));
+        assert_eq!(step(&rule, &mut st, S, 2), (true, 0, S, 0));
+    }
+
+    #[test]
+    fn gcra_clock_going_back() {
+        let rule = Rule::gcra(5, S, 5).unwrap();
+        let mut st = 0;
+        for _ in 0..5 {
+            assert!(step(&rule, &mut st, 10 * S, 1).0);
+        }
+        // tat = 11 s; at 9 s the backlog is 2 s, above B*T: remaining clamps to 0,
+        // retry = 11.2 - 1 - 9 = 1.2 s.
+        assert_eq!(step(&rule, &mut st, 9 * S, 1), (false, 0, 2 * S, 1_200 * MS));
+        assert!(!rule.is_neutral(st, 9 * S));
+        // Back to the present: as before.
+        assert_eq!(step(&rule, &mut st, 10 * S, 1), (false, 0, S, 200 * MS));
+    }
+
+    #[test]
+    fn gcra_inspect_consumes_nothing() {
+        let rule = Rule::gcra(5, S, 5).unwrap();
+        let o = rule.inspect(0, S, 5);
+        assert!(o.admitted);
+        assert_eq!((o.state, o.figures.remaining, o.figures.reset_ns), (0, 5, 0));
+        let o = rule.inspect(S + S, S, 1);
+        assert!(!o.admitted);
+        assert_eq!(
+            (o.figures.remaining, o.figures.reset_ns, o.figures.retry_ns),
+            (0, S, 200 * MS)
+        );
+    }
+
+    #[test]
+    fn window_estimate_remaining_reset_and_retry() {
+        // L = 10 per W = 60 s.
+        let w = 60 * S;
+        let rule = Rule::window(10, w).unwrap();
+        let mut st = 0;
+        // Window 99: 8 requests.
+        assert_eq!(
+            step(&rule, &mut st, 99 * w + 5 * S, 8),
+            (true, 2, 100 * w + w - (w - 1) / 8 - (99 * w + 5 * S), 0)
+        );
+        // Window 100, a = 15 s: n = 0 + floor(8 * 45 / 60) = 6; cost 2 -> curr = 2, n = 8.
+        let now = 100 * w + 15 * S;
+        let (ok, remaining, reset, _) = step(&rule, &mut st, now, 2);
+        assert!(ok);
+        assert_eq!(remaining, 2);
+        assert_eq!(reset, 101 * w + w - (w - 1) / 2 - now);
+        // Cost 2 more: n = 10, remaining 0; reset = 102 W - floor((W-1)/4) - now.
+        let (ok, remaining, reset, _) = step(&rule, &mut st, now, 2);
+        assert!(ok);
+        assert_eq!((remaining, reset), (0, 102 * w - 14_999_999_999 - now));
+        assert_eq!(reset, 90_000_000_001);
+        // Denied, k = 10 - 4 - 1 = 5 >= 0: retry = 100 W + W - floor((6W - 1) / 8) - now = 1 ns.
+        assert_eq!(step(&rule, &mut st, now, 1), (false, 0, 90_000_000_001, 1));
+        // One ns later: n = 4 + floor(8 * (45 s - 1) / 60 s) = 9: admitted.
+        assert_eq!(step(&rule, &mut st, now + 1, 1).0, true);
+    }
+
+    #[test]
+    fn window_retry_when_only_the_next_window_can_admit() {
+        let w = 60 * S;
+        let rule = Rule::window(10, w).unwrap();
+        let mut st = 0;
+        let now = 7 * w + 30 * S;
+        assert_eq!(
+            step(&rule, &mut st, now, 10),
+            (true, 0, 8 * w + w - (w - 1) / 10 - now, 0)
+        );
+        // k = 10 - 10 - 1 < 0: retry = 8W + max(0, W - floor((10W - 1) / 10)) - now = 30 s + 1 ns.
+        let (ok, remaining, _, retry) = step(&rule, &mut st, now, 1);
+        assert!(!ok);
+        assert_eq!((remaining, retry), (0, 30 * S + 1));
+        // Cost 4: W - floor(7W - 1) / 10 = W - (0.7 W - 1) -> retry = 8W + 18 s + 1 - now.
+        let (_, _, _, retry) = step(&rule, &mut st, now, 4);
+        assert_eq!(retry, 8 * w + (w - (7 * w - 1) / 10) - now);
+        // And the answer is right: at now + retry - 1 still denied, at now + retry admitted.
+        assert!(!rule.inspect(st, now + retry - 1, 4).admitted);
+        assert!(rule.inspect(st, now + retry, 4).admitted);
+    }
+
+    #[test]
+    fn window_roll_forward_one_and_two_windows() {
+        let w = S;
+        let rule = Rule::window(4, w).unwrap();
+        let mut st = 0;
+        assert!(step(&rule, &mut st, 3 * w, 3).0);
+        // Next window at a = 0: n = 0 + 3 * W / W = 3.
+        assert_eq!(
+            step(&rule, &mut st, 4 * w, 1),
+            (true, 0, 5 * w + w - (w - 1) - 4 * w, 0)
+        );
+        // Two windows later everything is gone, and the state is neutral.
+        assert!(rule.is_neutral(st, 6 * w));
+        assert!(!rule.is_neutral(st, 5 * w));
+        assert_eq!(step(&rule, &mut st, 6 * w + 1, 1).1, 3);
+    }
+
+    #[test]
+    fn window_clock_going_back_uses_the_stored_window_with_a_zero() {
+        let w = S;
+        let rule = Rule::window(10, w).unwrap();
+        let mut st = 0;
+        assert!(step(&rule, &mut st, 50 * w + w / 2, 6).0);
+        // Window 51 with prev = 6, curr = 1.
+        assert!(step(&rule, &mut st, 51 * w + w / 2, 1).0);
+        // Back to window 20: n = curr + prev = 7, the stored window's reset.
+        let now = 20 * w;
+        let o = rule.inspect(st, now, 4);
+        assert!(!o.admitted);
+        assert_eq!(o.figures.remaining, 3);
+        assert_eq!(o.figures.reset_ns, 52 * w + w - (w - 1) - now);
+        // k = 10 - 1 - 4 = 5: retry = 51 W + W - floor((6W - 1) / 6) - now.
+        assert_eq!(o.figures.retry_ns, 52 * w - (6 * w - 1) / 6 - now);
+        assert!(!rule.is_neutral(st, now));
+        // Admitting there counts in the stored window 51.
+        assert!(step(&rule, &mut st, now, 3).0);
+        let o = rule.inspect(st, 51 * w, 1);
+        assert_eq!(o.figures.remaining, 0);
+    }
+
+    #[test]
+    fn window_index_never_aliases_across_idle_gaps() {
+        for period in [MS, 3 * MS, 7 * MS, S, 60 * S, 365 * 86_400 * S, MAX_PERIOD_NS] {
+            let max = Rule::max_window_limit(period);
+            let rule = Rule::window(max, period).unwrap();
+            for start_window in [0u64, 1, 12_345] {
+                let start = start_window.saturating_mul(period);
+                if start > u64::MAX - period {
+                    continue;
+                }
+                let mut st = 0;
+                assert!(step(&rule, &mut st, start, max).0);
+                // Every gap of 2^k windows (and one less, one more) that fits the clock.
+                for k in 1..64 {
+                    for gap in [(1u64 << k) - 1, 1u64 << k, (1u64 << k) + 1] {
+                        let Some(now) = gap.checked_mul(period).and_then(|d| d.checked_add(start)) else {
+                            continue;
+                        };
+                        let o = rule.inspect(st, now, 1);
+                        if gap >= 2 {
+                            assert!(o.admitted, "period {period} gap {gap} windows: stale counts");
+                            assert_eq!(o.figures.remaining, max, "period {period} gap {gap}");
+                            assert!(rule.is_neutral(st, now));
+                        }
+                    }
+                }
+                // The clock's last instant, too.
+                let o = rule.inspect(st, u64::MAX, 1);
+                if u64::MAX / period >= start_window + 2 {
+                    assert_eq!(o.figures.remaining, max, "period {period} at u64::MAX");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn window_packing_holds_full_counts_without_bleeding() {
+        for period in [MS, S, 60 * S, MAX_PERIOD_NS] {
+            let max = Rule::max_window_limit(period);
+            let rule = Rule::window(max, period).unwrap();
+            let bits = rule.count_bits;
+            assert_eq!(max, ((1u64 << bits) - 1).min(MAX_LIMIT));
+            // Index bits hold every window of the clock, twice over.
+            assert!(u64::MAX / period < 1u64 << (rule.index_bits() - 1));
+            let i = u64::MAX / period - 1;
+            for (prev, curr) in [(max, max), (0, max), (max, 0), (1, max - 1)] {
+                let s = rule.pack(PackedWindow { index: i, prev, curr });
+                let p = rule.unpack(s);
+                assert_eq!((p.index, p.prev, p.curr), (i & rule.index_mask(), prev, curr));
+            }
+            // Full window, then the next window at a = 0: prev holds all of it.
+            let mut st = 0;
+            assert!(step(&rule, &mut st, i * period, max).0);
+            let o = rule.inspect(st, (i + 1) * period, 1);
+            assert!(!o.admitted);
+            assert_eq!(o.figures.remaining, 0);
+            let o = rule.inspect(st, (i + 1) * period + period / 2, 1);
+            let n = max as u128 * (period - period / 2) as u128 / period as u128;
+            assert_eq!(o.figures.remaining, max - n as u64);
+        }
+        assert_eq!(Rule::max_window_limit(60 * S), 131_071);
+        assert_eq!(Rule::max_window_limit(S), 16_383);
+        assert_eq!(Rule::max_window_limit(MS), 511);
+        assert_eq!(Rule::window(512, MS), Err(RuleError::LimitTooLargeForPeriod));
+        assert_eq!(
+            Rule::window(131_072, 60 * S),
+            Err(RuleError::LimitTooLargeForPeriod)
+        );
+    }
+
+    #[test]
+    fn parameters_out_of_range_are_refused() {
+        assert_eq!(Rule::gcra(0, S, 1), Err(RuleError::Limit));
+        assert_eq!(Rule::gcra(MAX_LIMIT + 1, S, 1), Err(RuleError::Limit));
+        assert_eq!(Rule::gcra(1, 0, 1), Err(RuleError::Period));
+        assert_eq!(Rule::gcra(1, MIN_PERIOD_NS - 1, 1), Err(RuleError::Period));
+        assert_eq!(Rule::gcra(1, MAX_PERIOD_NS + 1, 1), Err(RuleError::Period));
+        assert_eq!(Rule::gcra(1, S, 0), Err(RuleError::Burst));
+        assert_eq!(Rule::gcra(1, S, MAX_LIMIT + 1), Err(RuleError::Burst));
+        // burst * T above 2^62 ns: 1 per 100 years with a burst of 2.
+        assert_eq!(Rule::gcra(1, MAX_PERIOD_NS, 2), Err(RuleError::Burst));
+        assert!(Rule::gcra(1, MAX_PERIOD_NS, 1).is_ok());
+        assert!(Rule::gcra(MAX_LIMIT, MIN_PERIOD_NS, MAX_LIMIT).is_ok());
+        assert_eq!(Rule::window(0, S), Err(RuleError::Limit));
+        assert_eq!(Rule::window(1, 0), Err(RuleError::Period));
+        assert_eq!(Rule::window(1, MAX_PERIOD_NS + 1), Err(RuleError::Period));
+        assert!(Rule::window(1, MAX_PERIOD_NS).is_ok());
+    }
+
+    #[test]
+    fn undo_takes_back_exactly_what_was_added() {
+        let w = S;
+        let rule = Rule::window(10, w).unwrap();
+        let before = rule.decide(0, 5 * w, 2).state;
+        let ours = rule.decide(before, 5 * w, 3).state;
+        // Someone else added 1 after us in the same window.
+        let theirs = rule.decide(ours, 5 * w, 1).state;
+        let undone = rule.undo(before, ours, theirs, 3);
+        assert_eq!(undone, rule.decide(before, 5 * w, 1).state);
+        // The cell rolled into the next window meanwhile: take it from prev.
+        let next = rule.decide(ours, 6 * w, 1).state;
+        let undone = rule.undo(before, ours, next, 3);
+        let p = rule.unpack(undone);
+        assert_eq!((p.prev, p.curr), (2, 1));
+        // Nothing else moved: the state before.
+        assert_eq!(rule.undo(before, ours, ours, 3), before);
+        // GCRA: cost * T back off the backlog.
+        let g = Rule::gcra(5, S, 5).unwrap();
+        let b = g.decide(0, S, 1).state;
+        let o = g.decide(b, S, 2).state;
+        let other = g.decide(o, S, 1).state;
+        assert_eq!(g.undo(b, o, other, 2), other - 2 * 200 * MS);
+    }
+
+    #[test]
+    fn merge_adds_counts_and_backlogs() {
+        let rule = Rule::window(10, S).unwrap();
+        let a = rule.decide(0, 3 * S, 2).state;
+        let b = rule.decide(0, 3 * S, 5).state;
+        let m = rule.merge(a, b, 3 * S);
+        assert_eq!(rule.inspect(m, 3 * S, 1).figures.remaining, 3);
+        let g = Rule::gcra(5, S, 5).unwrap();
+        let a = g.decide(0, S, 2).state;
+        let b = g.decide(0, S, 1).state;
+        assert_eq!(g.merge(a, b, S), S + 3 * 200 * MS);
+        // Both drained: stays neutral.
+        assert!(g.is_neutral(g.merge(a, b, 10 * S), 10 * S));
+    }
+}
+
+#[cfg(test)]
+mod divider_tests {
+    use super::Divider;
+
+    #[test]
+    fn divider_matches_hardware_division() {
+        let divisors = [
+            1,
+            2,
+            3,
+            7,
+            1_000_000,
+            3_000_000,
+            60_000_000_000,
+            (1 << 40) + 1,
+            u64::MAX / 3,
+            u64::MAX,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for &d in &divisors {
+            let div = Divider::new(d);
+            for n in [
+                0,
+                1,
+                d - 1,
+                d,
+                d.wrapping_add(1),
+                u64::MAX,
+                u64::MAX - 1,
+                u64::MAX / 2,
+            ] {
+                assert_eq!(div.div_rem(n), (n / d, n % d), "{n} / {d}");
+            }
+            for _ in 0..10_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                assert_eq!(div.div_rem(x), (x / d, x % d), "{x} / {d}");
+                let small = x >> (x % 64);
+                assert_eq!(div.div_rem(small), (small / d, small % d), "{small} / {d}");
+            }
         }
     }
 }

@@ -263,3 +263,191 @@ impl Decision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::String;
+
+    use super::*;
+    use crate::policy::{Config, PolicyId};
+
+    fn decision(allowed: bool, retry_after_seconds: u64) -> Decision {
+        Decision {
+            allowed,
+            limit: 300,
+            remaining: 7,
+            reset: 1_780_423_239,
+            reset_after_ns: 1_500_000_001,
+            retry_after_seconds,
+            retry_after_ns: retry_after_seconds.saturating_mul(NS_PER_S),
+            policy: PolicyId(1),
+            binding_rule: 1,
+            table_full: false,
+        }
+    }
+
+    fn headers(d: &Decision, style: HeaderStyle) -> String {
+        let c = Config::documented();
+        let mut s = String::new();
+        d.write_headers(c.policy(d.policy), style, &mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn header_bytes() {
+        assert_eq!(
+            headers(&decision(true, 0), HeaderStyle::XRateLimit),
+            "X-RateLimit-Limit: 300\r\nX-RateLimit-Remaining: 7\r\nX-RateLimit-Reset: 1780423239\r\n"
+        );
+        assert_eq!(
+            headers(&decision(false, 15), HeaderStyle::default()),
+            "X-RateLimit-Limit: 300\r\nX-RateLimit-Remaining: 7\r\nX-RateLimit-Reset: 1780423239\r\nRetry-After: 15\r\n"
+        );
+        assert_eq!(
+            headers(&decision(false, 2), HeaderStyle::Ietf),
+            "RateLimit-Policy: \"messaging.0\";q=300;w=60,\"messaging.1\";q=5;w=1\r\n\
+             RateLimit: \"messaging.1\";r=7;t=2\r\nRetry-After: 2\r\n"
+        );
+        let both = headers(&decision(true, 0), HeaderStyle::Both);
+        assert!(both.starts_with("X-RateLimit-Limit: 300\r\n"));
+        assert!(both.ends_with("RateLimit: \"messaging.1\";r=7;t=2\r\n"));
+        assert_eq!(both.lines().count(), 5);
+        // A one-rule policy's item is its bare name.
+        let mut d = decision(true, 0);
+        d.policy = PolicyId(0);
+        d.binding_rule = 0;
+        assert!(headers(&d, HeaderStyle::Ietf).contains("RateLimit: \"standard\";r=7;t=2\r\n"));
+    }
+
+    #[test]
+    fn for_each_header_order_and_early_error() {
+        let c = Config::documented();
+        let d = decision(false, 3);
+        let mut names = std::vec::Vec::new();
+        d.for_each_header(c.policy(d.policy), HeaderStyle::XRateLimit, |n, _| {
+            names.push(n);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(
+            names,
+            [
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After"
+            ]
+        );
+        let mut calls = 0;
+        let r = d.for_each_header(c.policy(d.policy), HeaderStyle::Both, |_, _| {
+            calls += 1;
+            if calls == 2 {
+                Err("stop")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!((r, calls), (Err("stop"), 2));
+    }
+
+    #[test]
+    fn body_bytes() {
+        let mut s = String::new();
+        decision(false, 15).write_body(&mut s).unwrap();
+        assert_eq!(
+            s,
+            r#"{"success":false,"error":{"code":"rate_limit_exceeded","message":"Too many requests. Please wait before retrying.","retry_after_seconds":15}}"#
+        );
+        assert_eq!(decision(false, 15).body_len(), s.len());
+        let mut s = String::new();
+        decision(true, 0).write_body(&mut s).unwrap();
+        assert_eq!((s.as_str(), decision(true, 0).body_len()), ("", 0));
+        let d = decision(false, u64::MAX);
+        let mut s = String::new();
+        d.write_body(&mut s).unwrap();
+        assert!(s.ends_with(":18446744073709551615}}"));
+        assert_eq!(d.body_len(), s.len());
+    }
+
+    #[test]
+    fn decimal() {
+        for (v, s) in [
+            (0u64, "0"),
+            (9, "9"),
+            (10, "10"),
+            (1_000_000_007, "1000000007"),
+            (u64::MAX, "18446744073709551615"),
+        ] {
+            assert_eq!(Decimal::new(v).as_str(), s);
+            assert_eq!(
+                std::format!("{}|{:?}", Decimal::new(v), Decimal::new(v)),
+                std::format!("{s}|{s}")
+            );
+        }
+    }
+
+    #[test]
+    fn slice_writer_truncates_and_counts() {
+        let mut buf = [b'#'; 8];
+        let mut w = SliceWriter::new(&mut buf);
+        w.write_str("hello").unwrap();
+        assert_eq!((w.needed(), w.written(), w.overflowed()), (5, 5, false));
+        w.write_str(", world").unwrap();
+        assert_eq!((w.needed(), w.written(), w.overflowed()), (12, 8, true));
+        w.write_str("!").unwrap();
+        assert_eq!(w.needed(), 13);
+        assert_eq!(&buf, b"hello, w");
+        let mut empty: [u8; 0] = [];
+        let mut w = SliceWriter::new(&mut empty);
+        w.write_str("x").unwrap();
+        assert_eq!((w.needed(), w.written(), w.overflowed()), (1, 0, true));
+    }
+
+    #[test]
+    fn write_to_slice_fits_or_says_how_much() {
+        let d = decision(false, 15);
+        let mut body = [0u8; 200];
+        let n = write_to_slice(&mut body, |w| d.write_body(w)).unwrap();
+        assert_eq!(n, d.body_len());
+        assert!(body[..n].starts_with(BODY_PREFIX.as_bytes()));
+        assert!(body[..n].ends_with(b"15}}"));
+        let mut short = [0u8; 10];
+        assert_eq!(write_to_slice(&mut short, |w| d.write_body(w)), Err(d.body_len()));
+        assert_eq!(&short, &BODY_PREFIX.as_bytes()[..10]);
+        let mut exact = std::vec![0u8; d.body_len()];
+        assert_eq!(write_to_slice(&mut exact, |w| d.write_body(w)), Ok(d.body_len()));
+        assert_eq!(
+            write_to_slice(&mut [], |w| decision(true, 0).write_body(w)),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn longest_ietf_policy_fits_its_buffer() {
+        use crate::policy::Policy;
+        use crate::rule::{Rule, MAX_LIMIT, MAX_PERIOD_NS};
+        let r = Rule::window(1, MAX_PERIOD_NS).unwrap();
+        let g = Rule::gcra(MAX_LIMIT, MAX_PERIOD_NS, MAX_LIMIT).unwrap();
+        let name = "n".repeat(32);
+        let p = Policy::new(&name, &[g, r, g, r]).unwrap();
+        let mut d = decision(false, u64::MAX);
+        d.remaining = u64::MAX;
+        d.reset_after_ns = u64::MAX;
+        d.binding_rule = 3;
+        let mut s = String::new();
+        d.write_headers(&p, HeaderStyle::Ietf, &mut s).unwrap();
+        let item = std::format!("\"{name}.0\";q=1000000000;w=3153600000");
+        assert!(s.starts_with(&std::format!("RateLimit-Policy: {item},")), "{s}");
+        assert!(
+            s.contains(&std::format!("\"{name}.3\";q=1;w=3153600000\r\n")),
+            "{s}"
+        );
+        assert!(
+            s.contains(&std::format!(
+                "RateLimit: \"{name}.3\";r=18446744073709551615;t=18446744074\r\n"
+            )),
+            "{s}"
+        );
+    }
+}

@@ -1,5 +1,7 @@
 """The native module: the Rust core behind `aisoule_ratelimit`."""
 
+import os
+import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, final
 
@@ -30,6 +32,7 @@ class Limiter:
         on_full: Literal["open", "closed"] = "open",
         seed: int | bytes | None = None,
         header_style: Literal["x-ratelimit", "ietf", "both"] = "x-ratelimit",
+        shared: str | os.PathLike[str] | None = None,
     ) -> Limiter: ...
     @staticmethod
     def from_json(
@@ -38,6 +41,7 @@ class Limiter:
         on_full: Literal["open", "closed"] = "open",
         seed: int | bytes | None = None,
         header_style: Literal["x-ratelimit", "ietf", "both"] = "x-ratelimit",
+        shared: str | os.PathLike[str] | None = None,
     ) -> Limiter: ...
     def check(
         self,
@@ -61,6 +65,8 @@ class Limiter:
     def stats(self) -> dict[str, int]: ...
     @property
     def capacity(self) -> int: ...
+    @property
+    def shared(self) -> pathlib.Path | None: ...
     @property
     def policies(self) -> list[str]: ...
     @property

@@ -1,0 +1,93 @@
+//! What every binding needs on a host with std, written once: a seed from the operating
+//! system, the clocks, a table owned by the process, and a table in a named
+//! shared-memory segment that processes of any language map at once.
+//!
+//! ```
+//! use aisoule_ratelimit::{Config, Limiter, Target};
+//! use aisoule_ratelimit_host::{now, os_seed, Table};
+//!
+//! let limiter = Limiter::new(Config::documented(), Table::owned(4096), os_seed());
+//! let d = limiter.check(b"key", Target::Route("/v1/status"), 1, now()).unwrap();
+//! assert!(d.allowed);
+//! ```
+
+use aisoule_ratelimit::{Cell, Now, Seed};
+
+mod shared;
+
+pub use shared::{SharedError, SharedTable, HEADER_BYTES, LAYOUT_VERSION, MAGIC};
+
+/// A seed from the operating system's random source.
+///
+/// # Panics
+///
+/// If the operating system has no random source (getrandom fails), which std itself
+/// treats as fatal.
+pub fn os_seed() -> Seed {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    let (a, b) = bytes.split_at(8);
+    Seed([
+        u64::from_le_bytes(a.try_into().expect("8 bytes")),
+        u64::from_le_bytes(b.try_into().expect("8 bytes")),
+    ])
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock Python's `time.monotonic_ns()`, Node's
+/// `process.hrtime.bigint()` and C's `clock_gettime(CLOCK_MONOTONIC)` read, so processes
+/// of every language sharing a table agree on it.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux,
+    // so the call only writes `ts` and returns 0.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The Unix-epoch wall clock in nanoseconds (0 before 1970).
+pub fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Both clocks, read now.
+pub fn now() -> Now {
+    Now {
+        mono_ns: monotonic_ns(),
+        wall_ns: wall_ns(),
+    }
+}
+
+/// A limiter's table: owned by the process, or mapped from a shared segment.
+#[derive(Debug)]
+pub enum Table {
+    /// Cells on the heap, for this process only.
+    Owned(Box<[Cell]>),
+    /// Cells in a shared-memory segment.
+    Shared(SharedTable),
+}
+
+impl Table {
+    /// `capacity` empty cells on the heap.
+    pub fn owned(capacity: usize) -> Table {
+        Table::Owned((0..capacity).map(|_| Cell::new()).collect())
+    }
+}
+
+impl AsRef<[Cell]> for Table {
+    fn as_ref(&self) -> &[Cell] {
+        match self {
+            Table::Owned(cells) => cells,
+            Table::Shared(shared) => shared.as_ref(),
+        }
+    }
+}
