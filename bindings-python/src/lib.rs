@@ -10,16 +10,16 @@
 
 mod error;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aisoule_ratelimit::json::parse_config;
-use aisoule_ratelimit_host::{monotonic_ns as mono_ns, os_seed, wall_ns, SharedError, SharedTable, Table};
 use aisoule_ratelimit::{
-    Cell, Config, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed, Target,
-    BODY_CONTENT_TYPE, CELL_SIZE,
+    Cell, Config, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed,
+    Target, BODY_CONTENT_TYPE, CELL_SIZE,
 };
+use aisoule_ratelimit_host::{monotonic_ns as mono_ns, os_seed, wall_ns, SharedError, SharedTable, Table};
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;

@@ -44,20 +44,20 @@ def test_processes_share_one_table(tmp_path: Path) -> None:
 def test_segment_must_fit_the_limiter(tmp_path: Path) -> None:
     seg = tmp_path / "table"
     Limiter(shared=seg, capacity=64)
-    with pytest.raises(ValueError, match="^shared: segment was made for other policies"):
+    with pytest.raises(ValueError, match=r"^shared: segment was made for other policies"):
         Limiter(shared=seg, routes=[])
-    with pytest.raises(ValueError, match="^shared: segment has capacity 64, this process asked for 128"):
+    with pytest.raises(ValueError, match=r"^shared: segment has capacity 64, this process asked for 128"):
         Limiter(shared=seg, capacity=128)
-    with pytest.raises(ValueError, match="^seed: a shared table keeps its own seed"):
+    with pytest.raises(ValueError, match=r"^seed: a shared table keeps its own seed"):
         Limiter(shared=seg, seed=7)
     not_a_segment = tmp_path / "other"
     not_a_segment.write_bytes(b"x" * 4096)
-    with pytest.raises(ValueError, match="^shared: .*not a rate-limit table segment"):
+    with pytest.raises(ValueError, match=r"^shared: .*not a rate-limit table segment"):
         Limiter(shared=not_a_segment)
 
 
 def test_shared_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="^shared: "):
+    with pytest.raises(FileNotFoundError, match=r"^shared: "):
         Limiter(shared=tmp_path / "no" / "such" / "dir")
     with pytest.raises(TypeError, match="shared must be a path"):
         Limiter(shared=5)  # type: ignore[arg-type]
