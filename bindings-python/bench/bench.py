@@ -1,4 +1,4 @@
-"""Benchmarks of the Python binding against its anchors, run in the same process.
+"""Benchmarks of the Python binding against its anchors, in the same run.
 
 1. `Limiter.check` (the decision with its header figures) against `limits` 5.x
    (`MemoryStorage`, `SlidingWindowCounterRateLimiter`: `hit` plus `get_window_stats`,
@@ -6,36 +6,41 @@
 2. The ASGI middleware's cost per request over a bare Starlette app, against slowapi's
    middlewares (with headers), driving the ASGI apps in-process with prebuilt scopes.
 
-Every figure is the median over many timed batches, per call. Usage:
-`python bench/bench.py [--quick]`.
+Each side runs in a child process of its own, the sides alternating over several
+rounds: `limits`' `MemoryStorage` (also under slowapi) starts a background expiry
+thread that takes the GIL, which would slow whatever is measured after it in the same
+process. Within a child, the timed batches are interleaved with the bare app's, so the
+drift of a noisy machine hits both alike. Every figure is a median per call.
+
+Usage: `python bench/bench.py [--quick]`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
-
-from aisoule_ratelimit import Limiter
-from aisoule_ratelimit.asgi import RateLimitMiddleware
 
 KEYS = 10_000
 NOW = 1_780_423_178_274_000_000
 QUICK = "--quick" in sys.argv
+# A limit nobody reaches in a run, so every call takes the admit path and updates a cell.
+BIG = {"standard": [{"algorithm": "window", "limit": 60_000, "period_ms": 60_000}]}
+KEY_NAMES = [f"key-{i:05}" for i in range(KEYS)]
 
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
-
-def median_per_call(batch: Callable[[], int], batches: int) -> float:
-    """Runs `batch` (which returns how many calls it made) `batches` times; the median
-    time per call in nanoseconds."""
+def timed_batches(batch: Callable[[], int], batches: int) -> list[float]:
+    """Runs `batch` (which returns how many calls it made) `batches` times with the GC
+    off; the time per call of each batch, in nanoseconds."""
     batch()  # warm up
     per_call = []
+    gc.collect()
     gc.disable()
     try:
         for _ in range(batches):
@@ -44,15 +49,18 @@ def median_per_call(batch: Callable[[], int], batches: int) -> float:
             per_call.append((time.perf_counter_ns() - t0) / n)
     finally:
         gc.enable()
-    return statistics.median(per_call)
+    return per_call
 
 
-def bench_check() -> None:
-    # A limit nobody reaches, so every call takes the admit path and updates a cell.
-    big = {"standard": [{"algorithm": "window", "limit": 60_000, "period_ms": 60_000}]}
-    limiter = Limiter(policies=big, routes=[], capacity=1 << 16)
+# --- 1. check() and limits -------------------------------------------------------------
+
+
+def part_check_ours() -> dict[str, float]:
+    from aisoule_ratelimit import Limiter
+
+    limiter = Limiter(policies=BIG, routes=[], capacity=1 << 16)
     documented = Limiter(capacity=1 << 16)
-    keys = [f"key-{i:05}" for i in range(KEYS)]
+    keys = KEY_NAMES
     check = limiter.check
     check_doc = documented.check
 
@@ -78,8 +86,7 @@ def bench_check() -> None:
         return KEYS
 
     def ours_messaging() -> int:
-        # The documented two-rule policy (window + GCRA); keys rotate, 1 request per key
-        # per batch, so the 5/s burst is not the bottleneck.
+        # The documented two-rule policy (window + GCRA); one request per key per batch.
         for k in keys:
             check_doc(k, "/v1/messages")
         return KEYS
@@ -89,57 +96,50 @@ def bench_check() -> None:
             pass
         return KEYS
 
+    batches = 30 if QUICK else 100
+    return {
+        name: statistics.median(timed_batches(fn, batches))
+        for name, fn in [
+            ("check(key, route)", ours),
+            ("check(key, route, now_ns=...)", ours_now),
+            ("check + limit/remaining/reset", ours_figures),
+            ("check + headers dict", ours_headers),
+            ("check, documented messaging (2 rules)", ours_messaging),
+            ("empty loop", empty),
+        ]
+    }
+
+
+def part_check_limits() -> dict[str, float]:
     from limits import RateLimitItemPerMinute
     from limits.storage import MemoryStorage
     from limits.strategies import SlidingWindowCounterRateLimiter
 
-    storage = MemoryStorage()
-    swc = SlidingWindowCounterRateLimiter(storage)
+    swc = SlidingWindowCounterRateLimiter(MemoryStorage())
     item = RateLimitItemPerMinute(1_000_000_000)
-    limits_keys = keys[:2_000]
+    for k in KEY_NAMES:  # every key exists before timing, as ours do
+        swc.hit(item, k)
+    keys = KEY_NAMES[:1_000]
 
-    def limits_hit_stats() -> int:
-        for k in limits_keys:
+    def hit_stats() -> int:
+        for k in keys:
             swc.hit(item, k)
             swc.get_window_stats(item, k)
-        return len(limits_keys)
+        return len(keys)
 
-    def limits_hit() -> int:
-        for k in limits_keys:
+    def hit() -> int:
+        for k in keys:
             swc.hit(item, k)
-        return len(limits_keys)
+        return len(keys)
 
-    for k in keys:  # every key of `limits` exists before timing, as ours do
-        swc.hit(item, k)
-
-    rounds = 3 if QUICK else 5
-    batches = 20 if QUICK else 60
-    results: dict[str, list[float]] = {}
-    for _ in range(rounds):  # interleaved, so drift of a noisy machine hits all alike
-        for name, fn, b in [
-            ("check(key, route)", ours, batches),
-            ("check(key, route, now_ns=...)", ours_now, batches),
-            ("check + limit/remaining/reset", ours_figures, batches),
-            ("check + headers dict", ours_headers, batches),
-            ("check, documented messaging (2 rules)", ours_messaging, batches),
-            ("empty loop", empty, batches),
-            ("limits hit + get_window_stats", limits_hit_stats, max(3, batches // 10)),
-            ("limits hit", limits_hit, max(3, batches // 10)),
-        ]:
-            results.setdefault(name, []).append(median_per_call(fn, b))
-    print(f"## check() vs limits {_version('limits')} (10,000 keys; ns per call, median of rounds)")
-    med = {name: statistics.median(v) for name, v in results.items()}
-    for name, v in results.items():
-        print(f"  {name:42s} {med[name]:9.1f} ns   (rounds: {', '.join(f'{x:.0f}' for x in v)})")
-    ratio = med["limits hit + get_window_stats"] / med["check(key, route)"]
-    print(f"  ratio limits (hit + stats) / check: {ratio:.1f}x   (goal >= 40x)")
-    print(f"  check(key, route) median {med['check(key, route)']:.1f} ns   (goal <= 120 ns)")
+    batches = 10 if QUICK else 30
+    return {
+        "limits hit + get_window_stats": statistics.median(timed_batches(hit_stats, batches)),
+        "limits hit": statistics.median(timed_batches(hit, batches)),
+    }
 
 
-def _version(name: str) -> str:
-    from importlib.metadata import version
-
-    return version(name)
+# --- 2. ASGI middleware ----------------------------------------------------------------
 
 
 def starlette_app(middleware: list[Any]) -> Any:
@@ -154,32 +154,32 @@ def starlette_app(middleware: list[Any]) -> Any:
     return Starlette(routes=[Route("/v1/status", hello)], middleware=middleware)
 
 
-def bench_asgi() -> None:
+def middleware_app(which: str) -> Any:
+    from starlette.middleware import Middleware
+
+    if which == "ours":
+        from aisoule_ratelimit import Limiter
+        from aisoule_ratelimit.asgi import RateLimitMiddleware
+
+        return starlette_app([Middleware(RateLimitMiddleware, limiter=Limiter(policies=BIG, routes=[]))])
     from slowapi import Limiter as SlowLimiter
     from slowapi.middleware import SlowAPIASGIMiddleware, SlowAPIMiddleware
-    from starlette.middleware import Middleware
     from starlette.requests import Request
-
-    big = {"standard": [{"algorithm": "window", "limit": 60_000, "period_ms": 60_000}]}
-    keys = [f"key-{i:05}" for i in range(KEYS)]
 
     def slow_key(request: Request) -> str:
         return request.headers.get("authorization", "")[7:]
 
-    def slowapi_app(cls: Any) -> Any:
-        slow = SlowLimiter(key_func=slow_key, default_limits=["1000000000/minute"], headers_enabled=True)
-        app = starlette_app([Middleware(cls)])
-        app.state.limiter = slow
-        return app
+    slow = SlowLimiter(key_func=slow_key, default_limits=["1000000000/minute"], headers_enabled=True)
+    cls = SlowAPIASGIMiddleware if which == "slowapi-asgi" else SlowAPIMiddleware
+    app = starlette_app([Middleware(cls)])
+    app.state.limiter = slow
+    return app
 
-    apps: dict[str, Any] = {
-        "bare Starlette": starlette_app([]),
-        "aisoule RateLimitMiddleware": starlette_app(
-            [Middleware(RateLimitMiddleware, limiter=Limiter(policies=big, routes=[]))]
-        ),
-        "slowapi SlowAPIASGIMiddleware": slowapi_app(SlowAPIASGIMiddleware),
-        "slowapi SlowAPIMiddleware": slowapi_app(SlowAPIMiddleware),
-    }
+
+def part_asgi(which: str) -> dict[str, float]:
+    """The bare app and one middleware, batches interleaved: medians per request and the
+    median of the per-batch differences (the cost the middleware adds)."""
+    apps = {"bare": starlette_app([]), which: middleware_app(which)}
     scopes = [
         {
             "type": "http",
@@ -196,33 +196,31 @@ def bench_asgi() -> None:
             "server": ("127.0.0.1", 8000),
             "state": {},
         }
-        for k in keys
+        for k in KEY_NAMES
     ]
     request_message = {"type": "http.request", "body": b"", "more_body": False}
-    statuses: list[int] = []
+    statuses: set[int] = set()
 
     async def receive() -> dict[str, Any]:
         return request_message
 
     async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            statuses.append(message["status"])
+            statuses.add(message["status"])
 
-    per_batch = 200 if QUICK else 400
-    batches = 30 if QUICK else 150
+    slow = which != "ours"
+    per_batch = (50 if QUICK else 100) if slow else (200 if QUICK else 500)
+    batches = (20 if QUICK else 60) if slow else (30 if QUICK else 100)
 
-    async def run(app: Any, start: int) -> int:
+    async def run(app: Any, start: int) -> None:
         for i in range(per_batch):
             await app(dict(scopes[(start + i) % KEYS]), receive, send)
-        return per_batch
 
     async def main() -> dict[str, list[float]]:
-        # Batches interleaved app by app, so the drift of a noisy machine hits all alike;
-        # the cost a middleware adds is the median of (its batch - the bare app's batch).
         out: dict[str, list[float]] = {name: [] for name in apps}
-        offset = 0
         for app in apps.values():
-            await run(app, offset)  # warm up
+            await run(app, 0)  # warm up
+        offset = 0
         gc.collect()
         gc.disable()
         try:
@@ -237,27 +235,89 @@ def bench_asgi() -> None:
             gc.enable()
         return out
 
-    results = asyncio.run(main())
-    assert set(statuses) == {200}, f"unexpected statuses {set(statuses)}"
-    bare = results["bare Starlette"]
-    med = {name: statistics.median(v) for name, v in results.items()}
-    added = {
-        name: statistics.median(x - y for x, y in zip(v, bare, strict=True)) for name, v in results.items()
+    res = asyncio.run(main())
+    assert statuses == {200}, f"unexpected statuses {statuses}"
+    return {
+        "bare": statistics.median(res["bare"]),
+        "with": statistics.median(res[which]),
+        "added": statistics.median(x - y for x, y in zip(res[which], res["bare"], strict=True)),
     }
+
+
+# --- the run ---------------------------------------------------------------------------
+
+PARTS: dict[str, Callable[[], dict[str, float]]] = {
+    "check-ours": part_check_ours,
+    "check-limits": part_check_limits,
+    "asgi-ours": lambda: part_asgi("ours"),
+    "asgi-slowapi-asgi": lambda: part_asgi("slowapi-asgi"),
+    "asgi-slowapi-http": lambda: part_asgi("slowapi-http"),
+}
+
+
+def run_part(part: str) -> dict[str, float]:
+    args = [sys.executable, __file__, "--part", part] + (["--quick"] if QUICK else [])
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    result: dict[str, float] = json.loads(out.splitlines()[-1])
+    return result
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def fmt_rounds(values: list[float]) -> str:
+    return ", ".join(f"{v:.0f}" for v in values)
+
+
+def main() -> None:
+    rounds = 3 if QUICK else 5
+    results: dict[str, list[dict[str, float]]] = {part: [] for part in PARTS}
+    for _ in range(rounds):
+        for part in PARTS:
+            results[part].append(run_part(part))
+
+    def med(part: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[part])
+
+    def rounds_of(part: str, key: str) -> str:
+        return fmt_rounds([r[key] for r in results[part]])
+
     print(
-        f"\n## ASGI middleware per request (Starlette {_version('starlette')}, slowapi {_version('slowapi')};"
+        f"Python {sys.version.split()[0]}, aisoule-ratelimit {_version('aisoule-ratelimit')}, "
+        f"limits {_version('limits')}, Starlette {_version('starlette')}, slowapi {_version('slowapi')}; "
+        f"{rounds} rounds, each side in its own process"
     )
-    print(f"## in-process, prebuilt scopes, 10,000 keys; medians of {batches} interleaved batches)")
-    for name in results:
-        extra = "" if name == "bare Starlette" else f"   added: {added[name]:8.0f} ns"
-        print(f"  {name:32s} {med[name]:8.0f} ns per request{extra}")
-    ours = added["aisoule RateLimitMiddleware"]
-    for name in ("slowapi SlowAPIASGIMiddleware", "slowapi SlowAPIMiddleware"):
-        print(f"  ratio {name} / ours (added cost): {added[name] / ours:.1f}x   (goal >= 5x)")
-    print(f"  ours added {ours / 1000:.2f} us per request   (goal <= 3 us)")
+    print("\n## check() vs limits (10,000 keys; ns per call; median over rounds of batch medians)")
+    for part in ("check-ours", "check-limits"):
+        for key in results[part][0]:
+            print(f"  {key:42s} {med(part, key):9.1f} ns   (rounds: {rounds_of(part, key)})")
+    ours = med("check-ours", "check(key, route)")
+    ratio = med("check-limits", "limits hit + get_window_stats") / ours
+    print(f"  ratio limits (hit + get_window_stats) / check(key, route): {ratio:.1f}x   (goal >= 40x)")
+    print(f"  check(key, route): {ours:.1f} ns   (goal <= 120 ns)")
+
+    print("\n## ASGI middleware added per request over a bare Starlette app (in-process, prebuilt scopes)")
+    names = {
+        "asgi-ours": "aisoule RateLimitMiddleware",
+        "asgi-slowapi-asgi": "slowapi SlowAPIASGIMiddleware",
+        "asgi-slowapi-http": "slowapi SlowAPIMiddleware",
+    }
+    for part, name in names.items():
+        print(
+            f"  {name:30s} added {med(part, 'added'):9.0f} ns   (bare app {med(part, 'bare'):6.0f} ns; "
+            f"rounds: {rounds_of(part, 'added')})"
+        )
+    ours_added = med("asgi-ours", "added")
+    for part in ("asgi-slowapi-asgi", "asgi-slowapi-http"):
+        print(f"  ratio {names[part]} / ours: {med(part, 'added') / ours_added:.1f}x   (goal >= 5x)")
+    print(f"  ours added: {ours_added / 1000:.2f} us per request   (goal <= 3 us)")
 
 
 if __name__ == "__main__":
-    print(f"Python {sys.version.split()[0]}, aisoule-ratelimit {_version('aisoule-ratelimit')}")
-    bench_check()
-    bench_asgi()
+    if "--part" in sys.argv:
+        print(json.dumps(PARTS[sys.argv[sys.argv.index("--part") + 1]]()))
+    else:
+        main()
