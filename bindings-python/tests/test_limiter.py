@@ -316,3 +316,34 @@ def test_version() -> None:
     version = re.search(r'^version = "([^"]+)"', workspace, re.M)
     assert version is not None
     assert aisoule_ratelimit.__version__ == version.group(1)
+
+
+def test_decision_outlives_its_limiter() -> None:
+    import gc
+
+    d = Limiter(header_style="both").check("k", "/v1/messages", now_ns=T0)
+    gc.collect()
+    assert d.policy == "messaging"
+    assert d.headers["RateLimit"] == '"messaging.1";r=4;t=1'
+
+
+def test_repr() -> None:
+    r = repr(Limiter(capacity=64))
+    assert r == (
+        'Limiter(policies=["standard", "messaging", "media"], capacity=64, on_full="open", '
+        'header_style="x-ratelimit", shared=None)'
+    )
+
+
+def test_command_line_usage_errors() -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "aisoule_ratelimit"], capture_output=True, text=True)
+    assert run.returncode == 2 and "usage" in run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "aisoule_ratelimit", "replay", "/no/such/trace"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and run.stderr.startswith("/no/such/trace: ")
