@@ -209,3 +209,21 @@ def test_asgi_routes_by_path_and_passes_other_scopes() -> None:
 
     asyncio.run(ASGIRateLimit(app, lim)({"type": "lifespan"}, receive, send))
     assert seen == ["lifespan"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_exempt_paths_skip_key_and_limit(kind: str) -> None:
+    c = Client(kind, exempt=["/v1/status"])
+    for _ in range(5):  # no key, no limit, no headers
+        status, headers, body = c.request("GET", "/v1/status")
+        assert status == 200 and json.loads(body) == {"status": "up"}
+        assert not set(names(headers)) & {*RL, "retry-after"}
+    assert c.request("POST", "/v1/messages")[0] == 401  # not exempt
+    assert c.request("GET", "/v1/statusX", "k")[0] == 404  # a prefix on a `/` boundary only
+
+
+def test_exempt_must_be_prefixes() -> None:
+    with pytest.raises(TypeError, match="not a str"):
+        ASGIRateLimit(hello_asgi, exempt="/health")
+    with pytest.raises(TypeError, match="str path prefixes"):
+        WSGIRateLimit(hello_wsgi, exempt=[b"/health"])  # type: ignore[list-item]

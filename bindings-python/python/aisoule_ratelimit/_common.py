@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 MISSING_KEY_BODY: bytes = (
     b'{"success":false,"error":{"code":"missing_api_key",'
     b'"message":"An API key is required: send Authorization: Bearer <key>."}}'
@@ -19,3 +21,24 @@ def bearer_key(value: bytes) -> bytes | None:
         if token:
             return token
     return None
+
+
+def exempt_matcher(prefixes: Iterable[str]) -> Callable[[str], bool] | None:
+    """A test for paths under any of `prefixes` (the path itself, or followed by `/` or
+    `?`, as route prefixes match), or None when there are none."""
+    if isinstance(prefixes, str):
+        raise TypeError("exempt must be an iterable of path prefixes, not a str")
+    found = tuple(prefixes)
+    for p in found:
+        if not isinstance(p, str):
+            raise TypeError(f"exempt must hold str path prefixes, not {type(p).__name__}")
+    if not found:
+        return None
+
+    def is_exempt(path: str) -> bool:
+        for p in found:
+            if path.startswith(p) and (len(path) == len(p) or path[len(p)] in "/?"):
+                return True
+        return False
+
+    return is_exempt

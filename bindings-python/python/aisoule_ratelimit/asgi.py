@@ -18,10 +18,10 @@ ASGI wants lower-case header names, so the names here are the contract's in lowe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from aisoule_ratelimit._common import MISSING_KEY_BODY, bearer_key
+from aisoule_ratelimit._common import MISSING_KEY_BODY, bearer_key, exempt_matcher
 from aisoule_ratelimit._native import BODY_CONTENT_TYPE, Limiter
 
 __all__ = [
@@ -79,6 +79,9 @@ class RateLimitMiddleware:
             token of `Authorization: Bearer <key>`). None means "no key".
         on_missing_key: the ASGI app that answers requests without a key (default: a
             401 JSON error). Pass `app` itself to let them through unlimited.
+        exempt: path prefixes that go straight to `app`, neither limited nor asked for a
+            key (health checks, say): `"/health"` matches `/health`, `/health/db` and
+            `/health?x`, not `/healthz`.
     """
 
     def __init__(
@@ -88,15 +91,17 @@ class RateLimitMiddleware:
         *,
         key_func: Callable[[Scope], str | bytes | None] = bearer_key_from_scope,
         on_missing_key: ASGIApp = missing_key_app,
+        exempt: Iterable[str] = (),
     ) -> None:
         self.app = app
+        self._is_exempt = exempt_matcher(exempt)
         self.limiter = limiter if limiter is not None else Limiter()
         self.key_func = key_func
         self.on_missing_key = on_missing_key
         self._check = self.limiter.check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self._is_exempt is not None and self._is_exempt(scope["path"])):
             await self.app(scope, receive, send)
             return
         key: str | bytes | None = None

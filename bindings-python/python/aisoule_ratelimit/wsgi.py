@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from aisoule_ratelimit._common import MISSING_KEY_BODY, bearer_key
+from aisoule_ratelimit._common import MISSING_KEY_BODY, bearer_key, exempt_matcher
 from aisoule_ratelimit._native import BODY_CONTENT_TYPE, Limiter
 
 if TYPE_CHECKING:
@@ -63,6 +63,9 @@ class RateLimitMiddleware:
             token of `Authorization: Bearer <key>`). None means "no key".
         on_missing_key: the WSGI app that answers requests without a key (default: a
             401 JSON error). Pass `app` itself to let them through unlimited.
+        exempt: path prefixes that go straight to `app`, neither limited nor asked for a
+            key (health checks, say): `"/health"` matches `/health`, `/health/db` and
+            `/health?x`, not `/healthz`.
 
     The route is `SCRIPT_NAME + PATH_INFO`, the path the client asked for.
     """
@@ -74,17 +77,21 @@ class RateLimitMiddleware:
         *,
         key_func: Callable[[WSGIEnvironment], str | bytes | None] = bearer_key_from_environ,
         on_missing_key: WSGIApplication = missing_key_app,
+        exempt: Iterable[str] = (),
     ) -> None:
         self.app = app
+        self._is_exempt = exempt_matcher(exempt)
         self.limiter = limiter if limiter is not None else Limiter()
         self.key_func = key_func
         self.on_missing_key = on_missing_key
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if self._is_exempt is not None and self._is_exempt(path):
+            return self.app(environ, start_response)
         key = self.key_func(environ)
         if key is None:
             return self.on_missing_key(environ, start_response)
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         decision = self.limiter.check(key, path)
         headers = decision.header_list
         if decision.allowed:
