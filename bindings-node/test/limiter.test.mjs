@@ -137,6 +137,7 @@ test('bad arguments throw TypeError/RangeError with a code and change nothing', 
     [() => l.check('b', '/', { nowMs: -1 }), RangeError, 'ERR_RATELIMIT_NOW'],
     [() => l.check('b', '/', { nowMs: NaN }), RangeError, 'ERR_RATELIMIT_NOW'],
     [() => l.check('b', '/', { nowMs: 2 ** 60 }), RangeError, 'ERR_RATELIMIT_NOW'],
+    [() => l.check('b', '/', { nowMs: 1e15 }), RangeError, 'ERR_RATELIMIT_NOW'], // ns past u64
     [() => l.check('b', '/', { nowMs: '1' }), TypeError, 'ERR_RATELIMIT_NOW'],
     [() => l.check('b', '/', { policy: 'nope' }), RangeError, 'ERR_RATELIMIT_UNKNOWN_POLICY'],
     [() => l.check('b', '/', { policy: 1 }), TypeError, 'ERR_RATELIMIT_POLICY'],
