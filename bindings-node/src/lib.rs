@@ -7,8 +7,8 @@
 //! - the hot call, a hand-written Node-API callback made by `bind`: `fn(key, route)`. Its
 //!   other inputs (mode, cost, clock, policy) and all its outputs (figures, header text) go
 //!   through a per-binding scratch `ArrayBuffer` that the JS wrapper reads; it returns the
-//!   429 body as a string when denied. One native call per request, no allocation, no
-//!   napi-rs borrow scope on the way.
+//!   429 body as a string when denied. One native call per request, no allocation (for
+//!   keys and paths under 512 bytes), no napi-rs borrow scope on the way.
 
 use std::ffi::{c_char, c_void};
 use std::mem::MaybeUninit;
