@@ -10,7 +10,8 @@ use aisoule_ratelimit_host::{SharedError, SharedTable, Table as HostTable};
 
 use crate::ffi::{in_bytes, out_buf, write_out, write_text};
 use crate::limiter::{
-    asrl_limiter, asrl_options, config_error_text, load_config, load_options, make, Table, ASRL_DEFAULT_CAPACITY,
+    asrl_limiter, asrl_options, config_error_text, load_config, load_options, make, Table,
+    ASRL_DEFAULT_CAPACITY,
 };
 use crate::panic::ffi_panic_boundary;
 use crate::result::asrl_result;
@@ -192,7 +193,11 @@ pub unsafe extern "C" fn asrl_limiter_open_shared(
 ///
 /// `buf` must be NULL or `len` writable bytes; `written_out` a writable `size_t`.
 #[no_mangle]
-pub unsafe extern "C" fn asrl_shared_error(buf: *mut c_char, len: usize, written_out: *mut usize) -> asrl_result {
+pub unsafe extern "C" fn asrl_shared_error(
+    buf: *mut c_char,
+    len: usize,
+    written_out: *mut usize,
+) -> asrl_result {
     ffi_panic_boundary! {
         if written_out.is_null() {
             return asrl_result::NullParameter;
