@@ -270,7 +270,8 @@ typedef struct asrl_decision {
 typedef struct asrl_options {
   /**
    * Table cells; 0: the config's `"capacity"`, else `ASRL_DEFAULT_CAPACITY`. At most
-   * 2^32. With caller memory, 0 or the memory's cell count.
+   * 2^32. With caller memory, 0 or the memory's cell count. With a shared segment, 0
+   * also accepts an existing segment's capacity.
    */
   uint64_t capacity;
   /**
@@ -283,7 +284,8 @@ typedef struct asrl_options {
   uint32_t header_style;
   /**
    * The table's secret hash key; `{0, 0}`: 128 bits from the operating system. Give
-   * every process sharing one table the same seed.
+   * every process sharing caller memory the same seed. Must be `{0, 0}` for
+   * `asrl_limiter_open_shared` (the segment holds its seed).
    */
   uint64_t seed[2];
 } asrl_options;

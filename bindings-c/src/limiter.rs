@@ -49,14 +49,16 @@ pub enum asrl_header_style {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct asrl_options {
     /// Table cells; 0: the config's `"capacity"`, else `ASRL_DEFAULT_CAPACITY`. At most
-    /// 2^32. With caller memory, 0 or the memory's cell count.
+    /// 2^32. With caller memory, 0 or the memory's cell count. With a shared segment, 0
+    /// also accepts an existing segment's capacity.
     pub capacity: u64,
     /// An `asrl_full_table_mode` value (default `ASRL_FULL_TABLE_MODE_OPEN`).
     pub full_table_mode: u32,
     /// An `asrl_header_style` value (default `ASRL_HEADER_STYLE_X_RATE_LIMIT`).
     pub header_style: u32,
     /// The table's secret hash key; `{0, 0}`: 128 bits from the operating system. Give
-    /// every process sharing one table the same seed.
+    /// every process sharing caller memory the same seed. Must be `{0, 0}` for
+    /// `asrl_limiter_open_shared` (the segment holds its seed).
     pub seed: [u64; 2],
 }
 
