@@ -332,6 +332,11 @@ impl Config {
             .map(|i| PolicyId(i as u8))
     }
 
+    /// The id of the policy at `index` in [`Config::policies`].
+    pub fn policy_id_at(&self, index: usize) -> Option<PolicyId> {
+        (index < self.policies.len()).then_some(PolicyId(index as u8))
+    }
+
     /// The policy with this id.
     ///
     /// # Panics

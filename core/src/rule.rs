@@ -371,32 +371,30 @@ impl Rule {
             n += cost as u128;
         }
         let remaining = l.saturating_sub(n) as u64;
+        // Every figure is `i*W - now` plus terms in 0..=2W. That base is `-a` unless the
+        // clock went back; the sum is clamped to 0 and 2^64-1 ns.
         let big_w = self.period_ns as i128;
-        let now_i = now as i128;
-        let i = w.index_abs as i128;
+        let base = w.index_abs as i128 * big_w - now as i128;
         // Divisions run in 64 bits where the operands fit: a 128-bit division is a slow
         // library call, and these run on every request.
         let reset = if let Some(q) = (self.period_ns - 1).checked_div(w.curr) {
-            (i + 1) * big_w + big_w - q as i128 - now_i
+            base + 2 * big_w - q as i128
         } else if let Some(q) = (self.period_ns - 1).checked_div(w.prev) {
-            (i * big_w + big_w - q as i128 - now_i).max(0)
+            base + big_w - q as i128
         } else {
             0
         };
         let retry = if admitted {
             0
+        } else if let Some(k) = self.limit.checked_sub(w.curr + cost) {
+            // The denial with k >= 0 means prev > 0 (the estimate exceeded curr).
+            let num = (k as u128 + 1) * self.period_ns as u128 - 1;
+            base + big_w - div(num, w.prev.max(1)) as i128
         } else {
-            let k = self.limit as i128 - w.curr as i128 - cost as i128;
-            if k >= 0 {
-                // The denial with k >= 0 means prev > 0 (the estimate exceeded curr).
-                let num = (k as u128 + 1) * self.period_ns as u128 - 1;
-                i * big_w + big_w - div(num, w.prev.max(1)) as i128 - now_i
-            } else {
-                // Here `L - c + 1 <= curr`, and `c <= L`, so the numerator is positive.
-                let num = (l - cost as u128 + 1) * self.period_ns as u128 - 1;
-                let wait = big_w - div(num, w.curr.max(1)) as i128;
-                (i + 1) * big_w + wait.max(0) - now_i
-            }
+            // Here `L - c + 1 <= curr`, and `c <= L`, so the numerator is positive.
+            let num = (l - cost as u128 + 1) * self.period_ns as u128 - 1;
+            let wait = big_w - div(num, w.curr.max(1)) as i128;
+            base + big_w + wait.max(0)
         };
         Outcome {
             admitted,
@@ -421,17 +419,8 @@ impl Rule {
         w.curr as u128 + scaled
     }
 
-    fn index_bits(&self) -> u32 {
-        64 - 2 * self.count_bits
-    }
-
     fn index_mask(&self) -> u64 {
-        let b = self.index_bits();
-        if b >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << b) - 1
-        }
+        u64::MAX >> (2 * self.count_bits)
     }
 
     fn unpack(&self, state: u64) -> PackedWindow {
@@ -834,7 +823,7 @@ mod tests {
             let bits = rule.count_bits;
             assert_eq!(max, ((1u64 << bits) - 1).min(MAX_LIMIT));
             // Index bits hold every window of the clock, twice over.
-            assert!(u64::MAX / period < 1u64 << (rule.index_bits() - 1));
+            assert!(u64::MAX / period < 1u64 << (64 - 2 * rule.count_bits - 1));
             let i = u64::MAX / period - 1;
             for (prev, curr) in [(max, max), (0, max), (max, 0), (1, max - 1)] {
                 let s = rule.pack(PackedWindow { index: i, prev, curr });

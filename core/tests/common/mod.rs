@@ -328,13 +328,18 @@ impl Model {
             });
         }
         let b = binding.expect("a binding rule");
-        let f = answers[b];
+        let mut f = answers[b];
+        // Figures in ns from now are u64 in a Decision: a figure past 2^64 - 1 ns (only a
+        // 100-year window read with the clock gone back to near 0) is reported saturated.
+        f.reset = f.reset.min(u64::MAX as u128);
+        f.retry = f.retry.min(u64::MAX as u128);
         let max_retry = answers
             .iter()
             .filter(|a| !a.admitted)
             .map(|a| a.retry)
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .min(u64::MAX as u128);
         Ok(ModelDecision {
             allowed,
             limit: to_u64(f.limit),

@@ -1,0 +1,719 @@
+//! `aisoule_ratelimit._native`: the Python face of the `aisoule-ratelimit` core.
+//!
+//! Thin on purpose: it converts Python values, reads the clocks and maps errors to
+//! Python exceptions. Every figure and every byte of header and body text comes from the
+//! core ([`aisoule_ratelimit::Decision::for_each_header`], [`aisoule_ratelimit::Decision::write_body`]).
+//!
+//! Free-threading: the module holds no state guarded by the GIL. The limiter's table is
+//! the core's lock-free cells; every class is `frozen` (no `&mut self`), so instances
+//! are shared between threads without locks.
+
+mod error;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aisoule_ratelimit::json::parse_config;
+use aisoule_ratelimit::{
+    Cell, Config, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed,
+    Target, BODY_CONTENT_TYPE, CELL_SIZE,
+};
+use aisoule_ratelimit_host::{monotonic_ns as mono_ns, os_seed, wall_ns, SharedError, SharedTable, Table};
+use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyMapping, PySequence, PyString, PyTuple};
+
+use crate::error::{check_error, json_error, shared_error, type_name};
+
+/// The number of table cells when neither the caller nor the config names one.
+const DEFAULT_CAPACITY: u64 = 65_536;
+
+/// The limiter's state, shared by every [`Decision`] it returns.
+#[pyclass(frozen, module = "aisoule_ratelimit._native", name = "Limiter")]
+struct Limiter {
+    core: CoreLimiter<Table>,
+    style: HeaderStyle,
+    capacity: u64,
+    /// The shared segment's path, when the table is shared.
+    shared: Option<PathBuf>,
+    /// The policies' names as Python strings, by `PolicyId::index()`.
+    names: Box<[Py<PyString>]>,
+}
+
+/// A ValueError when `obj` is an int out of `[0, 2**64)`, a TypeError when it is no int.
+fn extract_u64(obj: &Bound<'_, PyAny>, field: &str, range: &str) -> PyResult<u64> {
+    match obj.extract::<u64>() {
+        Ok(v) => Ok(v),
+        Err(_) if obj.is_instance_of::<PyInt>() => {
+            Err(PyValueError::new_err(format!("{field}: must be from {range}")))
+        }
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{field} must be an int, not {}",
+            type_name(obj)
+        ))),
+    }
+}
+
+/// The text of a `str` argument, or a TypeError naming `field`.
+fn expect_str<'a>(obj: &'a Bound<'_, PyAny>, field: &str) -> PyResult<&'a str> {
+    match obj.cast::<PyString>() {
+        Ok(s) => s.to_str(),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{field} must be a str, not {}",
+            type_name(obj)
+        ))),
+    }
+}
+
+/// How long a measured wall-clock offset is used before the wall clock is read again.
+const WALL_REFRESH_NS: u64 = 100_000_000;
+/// `wall - mono` (wrapping) as last measured.
+static WALL_OFFSET: AtomicU64 = AtomicU64::new(0);
+/// The monotonic time of that measurement, 0 before the first.
+static WALL_MEASURED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Both clocks of a request made now.
+///
+/// The wall clock is only printed (`X-RateLimit-Reset`, whole seconds), so it is read at
+/// most every [`WALL_REFRESH_NS`] of monotonic time and derived from the monotonic clock
+/// in between: one clock read a request instead of two. Between reads the two clocks
+/// drift apart only by NTP's slew (at most 500 ppm, 50 us in 100 ms); a step of the wall
+/// clock shows within 100 ms.
+fn now() -> Now {
+    let mono = mono_ns();
+    let at = WALL_MEASURED_AT.load(Ordering::Relaxed);
+    if at == 0 || mono.wrapping_sub(at) >= WALL_REFRESH_NS {
+        let wall = wall_ns();
+        WALL_OFFSET.store(wall.wrapping_sub(mono), Ordering::Relaxed);
+        WALL_MEASURED_AT.store(mono.max(1), Ordering::Relaxed);
+        return Now {
+            mono_ns: mono,
+            wall_ns: wall,
+        };
+    }
+    Now {
+        mono_ns: mono,
+        wall_ns: mono.wrapping_add(WALL_OFFSET.load(Ordering::Relaxed)),
+    }
+}
+
+impl Limiter {
+    /// Builds a limiter from the config text of FORMAT.md (the inner object).
+    fn build(
+        py: Python<'_>,
+        text: &str,
+        on_full: &Bound<'_, PyAny>,
+        seed: Option<&Bound<'_, PyAny>>,
+        header_style: &Bound<'_, PyAny>,
+        shared: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let on_full = match expect_str(on_full, "on_full")? {
+            "open" => FullTableMode::Open,
+            "closed" => FullTableMode::Closed,
+            _ => return Err(PyValueError::new_err(r#"on_full: must be "open" or "closed""#)),
+        };
+        let style = match expect_str(header_style, "header_style")? {
+            "x-ratelimit" => HeaderStyle::XRateLimit,
+            "ietf" => HeaderStyle::Ietf,
+            "both" => HeaderStyle::Both,
+            _ => {
+                return Err(PyValueError::new_err(
+                    r#"header_style: must be "x-ratelimit", "ietf" or "both""#,
+                ))
+            }
+        };
+        let seed = seed.map(seed_from).transpose()?;
+        let shared = shared.map(shared_path).transpose()?;
+        let parsed = parse_config(text).map_err(|e| json_error(&e))?;
+        if let Some(path) = shared {
+            if seed.is_some() {
+                return Err(PyValueError::new_err(
+                    "seed: a shared table keeps its own seed in its segment; give no seed",
+                ));
+            }
+            let table = py
+                .detach(|| match parsed.capacity {
+                    Some(c) => SharedTable::open(&path, Some(c), &parsed.config),
+                    None => match SharedTable::open(&path, None, &parsed.config) {
+                        Err(SharedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                            SharedTable::open(&path, Some(DEFAULT_CAPACITY), &parsed.config)
+                        }
+                        other => other,
+                    },
+                })
+                .map_err(|e| shared_error(&e))?;
+            let seed = table.seed();
+            let capacity = table.capacity() as u64;
+            return Ok(Limiter::assemble(
+                py,
+                parsed.config,
+                Table::Shared(table),
+                seed,
+                on_full,
+                style,
+                capacity,
+                Some(path),
+            ));
+        }
+        let seed = seed.unwrap_or_else(os_seed);
+        let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
+        let cells = usize::try_from(capacity)
+            .ok()
+            .and_then(|n| {
+                let mut v: Vec<Cell> = Vec::new();
+                v.try_reserve_exact(n).ok()?;
+                v.extend((0..n).map(|_| Cell::new()));
+                Some(v.into_boxed_slice())
+            })
+            .ok_or_else(|| {
+                PyMemoryError::new_err(format!(
+                    "capacity: no memory for {capacity} cells of {CELL_SIZE} bytes"
+                ))
+            })?;
+        Ok(Limiter::assemble(
+            py,
+            parsed.config,
+            Table::Owned(cells),
+            seed,
+            on_full,
+            style,
+            capacity,
+            None,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the parts of a limiter")]
+    fn assemble(
+        py: Python<'_>,
+        config: Config,
+        table: Table,
+        seed: Seed,
+        on_full: FullTableMode,
+        style: HeaderStyle,
+        capacity: u64,
+        shared: Option<PathBuf>,
+    ) -> Limiter {
+        let names = config
+            .policies()
+            .iter()
+            .map(|p| PyString::intern(py, p.name()).unbind())
+            .collect();
+        Limiter {
+            core: CoreLimiter::with_full_table_mode(config, table, seed, on_full),
+            style,
+            capacity,
+            shared,
+            names,
+        }
+    }
+
+    /// Resolves the target and cost, reads the clocks, and asks the core.
+    #[allow(clippy::too_many_arguments, reason = "the Python signature of check/peek")]
+    fn decide(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, PyAny>>,
+        policy: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        now_ns: Option<&Bound<'_, PyAny>>,
+        peek: bool,
+    ) -> PyResult<Decision> {
+        let this = slf.get();
+        let key: &[u8] = if let Ok(s) = key.cast::<PyString>() {
+            s.to_str()?.as_bytes()
+        } else if let Ok(b) = key.cast::<PyBytes>() {
+            b.as_bytes()
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "key must be str or bytes, not {}",
+                type_name(key)
+            )));
+        };
+        let config = this.core.config();
+        let target = match (route, policy) {
+            (Some(r), None) => Target::Route(expect_str(r, "route")?),
+            (None, Some(p)) => {
+                let name = expect_str(p, "policy")?;
+                Target::Policy(
+                    config
+                        .policy_id(name)
+                        .ok_or_else(|| PyValueError::new_err(format!("policy: no policy named {name:?}")))?,
+                )
+            }
+            (None, None) => Target::Policy(config.default_policy()),
+            (Some(_), Some(_)) => {
+                return Err(PyTypeError::new_err("give a route or a policy, not both"));
+            }
+        };
+        let cost = match cost {
+            None => 1,
+            Some(c) => extract_u64(c, "cost", "1 to the capacity of every rule of the policy")?,
+        };
+        let now = match now_ns {
+            None => now(),
+            Some(n) => Now::same(extract_u64(n, "now_ns", "0 to 2**64 - 1")?),
+        };
+        let result = if peek {
+            this.core.peek(key, target, cost, now)
+        } else {
+            this.core.check(key, target, cost, now)
+        };
+        match result {
+            Ok(d) => Ok(Decision {
+                limiter: slf.clone().unbind(),
+                d,
+            }),
+            Err(e) => {
+                let id = match target {
+                    Target::Route(r) => config.route(r),
+                    Target::Policy(id) => id,
+                };
+                Err(check_error(e, config.policy(id)))
+            }
+        }
+    }
+}
+
+/// The seed from 16 bytes (two little-endian u64) or an int in `[0, 2**128)`.
+fn seed_from(obj: &Bound<'_, PyAny>) -> PyResult<Seed> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        let bytes: [u8; 16] = b
+            .as_bytes()
+            .try_into()
+            .map_err(|_| PyValueError::new_err("seed: must be 16 bytes"))?;
+        let (lo, hi) = bytes.split_at(8);
+        let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+        return Ok(Seed([word(lo), word(hi)]));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        let v: u128 = obj
+            .extract()
+            .map_err(|_| PyValueError::new_err("seed: must be from 0 to 2**128 - 1"))?;
+        return Ok(Seed([v as u64, (v >> 64) as u64]));
+    }
+    Err(PyTypeError::new_err(format!(
+        "seed must be bytes or an int, not {}",
+        type_name(obj)
+    )))
+}
+
+/// The path of a shared segment: a str or an `os.PathLike`.
+fn shared_path(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    obj.extract::<PathBuf>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "shared must be a path (str or os.PathLike), not {}",
+            type_name(obj)
+        ))
+    })
+}
+
+#[pymethods]
+impl Limiter {
+    /// A limiter with the documented policies, or the ones given.
+    ///
+    /// `policies` and `routes` take the JSON-shaped values of FORMAT.md's config line.
+    #[new]
+    #[pyo3(signature = (policies=None, routes=None, default_policy=None, capacity=None, on_full=None, seed=None, header_style=None, shared=None))]
+    #[pyo3(
+        text_signature = "(policies=None, routes=None, default_policy=None, capacity=None, on_full='open', seed=None, header_style='x-ratelimit', shared=None)"
+    )]
+    #[allow(clippy::too_many_arguments, reason = "the Python signature")]
+    fn new(
+        py: Python<'_>,
+        policies: Option<&Bound<'_, PyAny>>,
+        routes: Option<&Bound<'_, PyAny>>,
+        default_policy: Option<&Bound<'_, PyAny>>,
+        capacity: Option<&Bound<'_, PyAny>>,
+        on_full: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
+        header_style: Option<&Bound<'_, PyAny>>,
+        shared: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let cfg = PyDict::new(py);
+        if let Some(p) = policies {
+            if p.cast::<PyMapping>().is_err() {
+                return Err(PyTypeError::new_err(format!(
+                    "policies must be a mapping of policy names to lists of rules, not {}",
+                    type_name(p)
+                )));
+            }
+            cfg.set_item("policies", PyDict::from_sequence(&p.call_method0("items")?)?)?;
+        }
+        if let Some(r) = routes {
+            if r.is_instance_of::<PyString>()
+                || r.is_instance_of::<PyBytes>()
+                || r.cast::<PySequence>().is_err()
+            {
+                return Err(PyTypeError::new_err(format!(
+                    "routes must be a list of {{\"prefix\": ..., \"policy\": ...}} objects, not {}",
+                    type_name(r)
+                )));
+            }
+            cfg.set_item(
+                "routes",
+                PyList::new(py, r.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
+            )?;
+        }
+        if let Some(d) = default_policy {
+            cfg.set_item("default_policy", expect_str(d, "default_policy")?)?;
+        }
+        if let Some(c) = capacity {
+            if !c.is_instance_of::<PyInt>() || c.is_instance_of::<pyo3::types::PyBool>() {
+                return Err(PyTypeError::new_err(format!(
+                    "capacity must be an int, not {}",
+                    type_name(c)
+                )));
+            }
+            // The core validates the number (`capacity: must be from 1 to 4294967296`).
+            cfg.set_item("capacity", c)?;
+        }
+        // NaN and infinities pass as `NaN`/`Infinity`, which the core refuses naming the field.
+        let text = py.import("json")?.call_method1("dumps", (cfg,))?;
+        let text = text.cast::<PyString>()?.to_str()?;
+        let open = PyString::new(py, "open");
+        let xrl = PyString::new(py, "x-ratelimit");
+        Limiter::build(
+            py,
+            text,
+            on_full.unwrap_or(open.as_any()),
+            seed,
+            header_style.unwrap_or(xrl.as_any()),
+            shared,
+        )
+    }
+
+    /// A limiter from a config's JSON text (FORMAT.md's config object).
+    #[staticmethod]
+    #[pyo3(signature = (text, *, on_full=None, seed=None, header_style=None, shared=None))]
+    #[pyo3(text_signature = "(text, *, on_full='open', seed=None, header_style='x-ratelimit', shared=None)")]
+    fn from_json(
+        py: Python<'_>,
+        text: &Bound<'_, PyAny>,
+        on_full: Option<&Bound<'_, PyAny>>,
+        seed: Option<&Bound<'_, PyAny>>,
+        header_style: Option<&Bound<'_, PyAny>>,
+        shared: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let text = if let Ok(b) = text.cast::<PyBytes>() {
+            std::str::from_utf8(b.as_bytes())
+                .map_err(|e| PyValueError::new_err(format!("config: not UTF-8: {e}")))?
+        } else {
+            expect_str(text, "text")?
+        };
+        let open = PyString::new(py, "open");
+        let xrl = PyString::new(py, "x-ratelimit");
+        Limiter::build(
+            py,
+            text,
+            on_full.unwrap_or(open.as_any()),
+            seed,
+            header_style.unwrap_or(xrl.as_any()),
+            shared,
+        )
+    }
+
+    /// Decides a request and records it when admitted.
+    #[pyo3(signature = (key, route=None, *, policy=None, cost=None, now_ns=None))]
+    #[pyo3(text_signature = "(self, key, route=None, *, policy=None, cost=1, now_ns=None)")]
+    fn check(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, PyAny>>,
+        policy: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        now_ns: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Decision> {
+        Limiter::decide(slf, key, route, policy, cost, now_ns, false)
+    }
+
+    /// Decides a request without recording anything.
+    #[pyo3(signature = (key, route=None, *, policy=None, cost=None, now_ns=None))]
+    #[pyo3(text_signature = "(self, key, route=None, *, policy=None, cost=1, now_ns=None)")]
+    fn peek(
+        slf: &Bound<'_, Self>,
+        key: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, PyAny>>,
+        policy: Option<&Bound<'_, PyAny>>,
+        cost: Option<&Bound<'_, PyAny>>,
+        now_ns: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Decision> {
+        Limiter::decide(slf, key, route, policy, cost, now_ns, true)
+    }
+
+    /// The policy a request path maps to.
+    fn route_policy(&self, py: Python<'_>, route: &Bound<'_, PyAny>) -> PyResult<Py<PyString>> {
+        let id = self.core.config().route(expect_str(route, "route")?);
+        Ok(self.names[id.index()].clone_ref(py))
+    }
+
+    /// The number of table cells.
+    #[getter]
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The shared segment's path, or None for a table of this process.
+    #[getter]
+    fn shared(&self) -> Option<PathBuf> {
+        self.shared.clone()
+    }
+
+    /// The policies' names, in config order.
+    #[getter]
+    fn policies(&self, py: Python<'_>) -> Vec<Py<PyString>> {
+        self.names.iter().map(|n| n.clone_ref(py)).collect()
+    }
+
+    /// The name of the policy of paths that match no route.
+    #[getter]
+    fn default_policy(&self, py: Python<'_>) -> Py<PyString> {
+        self.names[self.core.config().default_policy().index()].clone_ref(py)
+    }
+
+    /// `"open"` or `"closed"`.
+    #[getter]
+    fn on_full(&self) -> &'static str {
+        match self.core.full_table_mode() {
+            FullTableMode::Open => "open",
+            FullTableMode::Closed => "closed",
+        }
+    }
+
+    /// `"x-ratelimit"`, `"ietf"` or `"both"`.
+    #[getter]
+    fn header_style(&self) -> &'static str {
+        match self.style {
+            HeaderStyle::XRateLimit => "x-ratelimit",
+            HeaderStyle::Ietf => "ietf",
+            HeaderStyle::Both => "both",
+        }
+    }
+
+    /// Full-table answers since the limiter was made: `{"table_full_open": n,
+    /// "table_full_closed": n}`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.core.stats();
+        let d = PyDict::new(py);
+        d.set_item("table_full_open", s.table_full_open)?;
+        d.set_item("table_full_closed", s.table_full_closed)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let names: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| n.bind(py).to_str().map(str::to_owned))
+            .collect::<PyResult<_>>()?;
+        Ok(format!(
+            "Limiter(policies={names:?}, capacity={}, on_full={:?}, header_style={:?}, shared={})",
+            self.capacity,
+            self.on_full(),
+            self.header_style(),
+            match &self.shared {
+                Some(p) => format!("{:?}", p.display().to_string()),
+                None => "None".to_owned(),
+            }
+        ))
+    }
+}
+
+/// One request's answer: the decision, its figures, its headers and its 429 body.
+#[pyclass(frozen, module = "aisoule_ratelimit._native", name = "Decision")]
+struct Decision {
+    limiter: Py<Limiter>,
+    d: CoreDecision,
+}
+
+impl Decision {
+    /// Calls `f` for every header, in the contract's order and case.
+    fn each_header(&self, mut f: impl FnMut(&'static str, &str) -> PyResult<()>) -> PyResult<()> {
+        let limiter = self.limiter.get();
+        self.d
+            .for_each_header(limiter.core.policy(self.d.policy), limiter.style, &mut f)
+    }
+}
+
+/// The header names the core writes. Their Python objects are made once and reused;
+/// a name not in this list (a newer core) is made per call.
+const HEADER_NAMES: [&str; 6] = [
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+    "Retry-After",
+];
+
+#[allow(
+    clippy::declare_interior_mutable_const,
+    reason = "an array initializer, each used once"
+)]
+const NAME_STR: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+#[allow(
+    clippy::declare_interior_mutable_const,
+    reason = "an array initializer, each used once"
+)]
+const NAME_BYTES: PyOnceLock<Py<PyBytes>> = PyOnceLock::new();
+static NAME_STRS: [PyOnceLock<Py<PyString>>; 6] = [NAME_STR; 6];
+static NAME_LOWER: [PyOnceLock<Py<PyBytes>>; 6] = [NAME_BYTES; 6];
+
+/// `name` as a Python str, in the contract's case.
+fn name_str<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
+    match HEADER_NAMES.iter().position(|n| *n == name) {
+        Some(i) => NAME_STRS[i]
+            .get_or_init(py, || PyString::intern(py, name).unbind())
+            .bind(py)
+            .clone(),
+        None => PyString::new(py, name),
+    }
+}
+
+/// `name` in lower case as Python bytes, as ASGI wants header names.
+fn name_lower<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyBytes> {
+    let make = || PyBytes::new(py, name.to_ascii_lowercase().as_bytes());
+    match HEADER_NAMES.iter().position(|n| *n == name) {
+        Some(i) => NAME_LOWER[i].get_or_init(py, || make().unbind()).bind(py).clone(),
+        None => make(),
+    }
+}
+
+#[pymethods]
+impl Decision {
+    /// Whether the request is admitted.
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.d.allowed
+    }
+
+    /// 200 when allowed, 429 when denied.
+    #[getter]
+    fn status(&self) -> u16 {
+        self.d.status()
+    }
+
+    /// `X-RateLimit-Limit`: the binding rule's limit.
+    #[getter]
+    fn limit(&self) -> u64 {
+        self.d.limit
+    }
+
+    /// `X-RateLimit-Remaining`.
+    #[getter]
+    fn remaining(&self) -> u64 {
+        self.d.remaining
+    }
+
+    /// `X-RateLimit-Reset`: Unix epoch seconds (an int).
+    #[getter]
+    fn reset(&self) -> u64 {
+        self.d.reset
+    }
+
+    /// The binding rule's reset in nanoseconds from now.
+    #[getter]
+    fn reset_after_ns(&self) -> u64 {
+        self.d.reset_after_ns
+    }
+
+    /// `Retry-After` in whole seconds when denied (at least 1); 0 when allowed.
+    #[getter]
+    fn retry_after(&self) -> u64 {
+        self.d.retry_after_seconds
+    }
+
+    /// The exact wait in nanoseconds when denied; 0 when allowed.
+    #[getter]
+    fn retry_after_ns(&self) -> u64 {
+        self.d.retry_after_ns
+    }
+
+    /// The name of the policy that decided.
+    #[getter]
+    fn policy(&self, py: Python<'_>) -> Py<PyString> {
+        self.limiter.get().names[self.d.policy.index()].clone_ref(py)
+    }
+
+    /// Whether the table had no cell for the key, so the full-table mode answered.
+    #[getter]
+    fn table_full(&self) -> bool {
+        self.d.table_full
+    }
+
+    /// The response headers, name to value, in the contract's order and case.
+    #[getter]
+    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        self.each_header(|name, value| out.set_item(name_str(py, name), value))?;
+        Ok(out)
+    }
+
+    /// The headers as `(name, value)` str pairs (for WSGI), in order and case.
+    #[getter]
+    fn header_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        self.each_header(|name, value| {
+            let pair = [name_str(py, name), PyString::new(py, value)];
+            out.append(PyTuple::new(py, pair)?)
+        })?;
+        Ok(out)
+    }
+
+    /// The headers as `(name, value)` byte pairs with lower-case names, as ASGI's
+    /// `http.response.start` wants them.
+    #[getter]
+    fn asgi_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        self.each_header(|name, value| {
+            let pair = [name_lower(py, name), PyBytes::new(py, value.as_bytes())];
+            out.append(PyTuple::new(py, pair)?)
+        })?;
+        Ok(out)
+    }
+
+    /// The exact 429 body when denied, `None` when allowed.
+    #[getter]
+    fn body<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        if self.d.allowed {
+            return None;
+        }
+        let mut text = String::with_capacity(self.d.body_len());
+        // Writing into a String cannot fail.
+        let _ = self.d.write_body(&mut text);
+        Some(PyBytes::new(py, text.as_bytes()))
+    }
+
+    /// `application/json` when denied (the body's type), `None` when allowed.
+    #[getter]
+    fn content_type(&self) -> Option<&'static str> {
+        (!self.d.allowed).then_some(BODY_CONTENT_TYPE)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "Decision(allowed={}, status={}, limit={}, remaining={}, reset={}, retry_after={}, policy={:?}, table_full={})",
+            if self.d.allowed { "True" } else { "False" },
+            self.d.status(),
+            self.d.limit,
+            self.d.remaining,
+            self.d.reset,
+            self.d.retry_after_seconds,
+            self.policy(py).bind(py).to_str()?,
+            if self.d.table_full { "True" } else { "False" },
+        ))
+    }
+}
+
+/// The native module.
+#[pymodule(gil_used = false)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Limiter>()?;
+    m.add_class::<Decision>()?;
+    m.add("BODY_CONTENT_TYPE", BODY_CONTENT_TYPE)?;
+    m.add("DEFAULT_CAPACITY", DEFAULT_CAPACITY)?;
+    m.add("CELL_SIZE", CELL_SIZE)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The fixed table: throttled keys survive floods, full-table answers follow the mode, and
+//! neutral cells come back into use.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aisoule_ratelimit::{
+    Cell, Config, Decision, FullTableMode, Limiter, Now, Policy, PolicyId, Rule, Seed, Stats, Target,
+};
+
+const S: u64 = 1_000_000_000;
+const T0: u64 = 1_780_423_178_274_000_000;
+const CAP: usize = 64;
+
+fn limiter(rules: &[Rule], cells: usize, mode: FullTableMode) -> (Limiter<Vec<Cell>>, PolicyId) {
+    let config = Config::new(&[Policy::new("p", rules).unwrap()]).unwrap();
+    let id = config.policy_id("p").unwrap();
+    let cells = (0..cells).map(|_| Cell::new()).collect();
+    (
+        Limiter::with_full_table_mode(config, cells, Seed([9, 9]), mode),
+        id,
+    )
+}
+
+/// Throttles `hot`, floods the table with 10x its capacity of fresh keys, and returns the
+/// hot key's decision before and after, the flood's decisions and the stats.
+fn flood(
+    rules: &[Rule],
+    mode: FullTableMode,
+) -> (Decision, Decision, Vec<Decision>, Stats, Limiter<Vec<Cell>>) {
+    let (l, p) = limiter(rules, CAP, mode);
+    let now = Now::same(T0);
+    let cap = l.policy(p).max_cost();
+    for _ in 0..cap {
+        assert!(l.check(b"hot", Target::Policy(p), 1, now).unwrap().allowed);
+    }
+    let before = l.check(b"hot", Target::Policy(p), 1, now).unwrap();
+    assert!(!before.allowed && !before.table_full);
+    let decisions: Vec<Decision> = (0..10 * CAP)
+        .map(|i| {
+            l.check(format!("fresh-{i}").as_bytes(), Target::Policy(p), 1, now)
+                .unwrap()
+        })
+        .collect();
+    let after = l.check(b"hot", Target::Policy(p), 1, now).unwrap();
+    let stats = l.stats();
+    (before, after, decisions, stats, l)
+}
+
+fn rules_under_test() -> [Vec<Rule>; 3] {
+    [
+        vec![Rule::window(3, 60 * S).unwrap()],
+        vec![Rule::gcra(2, S, 2).unwrap()],
+        vec![Rule::window(4, 60 * S).unwrap(), Rule::gcra(2, S, 3).unwrap()],
+    ]
+}
+
+#[test]
+fn a_throttled_key_keeps_its_counts_through_a_flood_fail_open() {
+    for rules in rules_under_test() {
+        let (before, after, decisions, stats, l) = flood(&rules, FullTableMode::Open);
+        assert_eq!(after, before, "the throttled key's answer is unchanged");
+        let full: Vec<&Decision> = decisions.iter().filter(|d| d.table_full).collect();
+        assert!(
+            full.len() >= 9 * CAP / rules.len(),
+            "only {} full-table answers",
+            full.len()
+        );
+        for d in &full {
+            // Fail-open: admitted, as for a fresh key.
+            assert!(d.allowed);
+            assert_eq!(d.status(), 200);
+            let fresh = l
+                .peek(b"never-seen", Target::Policy(d.policy), 1, Now::same(T0))
+                .unwrap();
+            assert_eq!((d.limit, d.remaining + 1), (fresh.limit, fresh.remaining));
+        }
+        assert!(decisions.iter().all(|d| d.allowed));
+        assert_eq!(stats.table_full_open, full.len() as u64);
+        assert_eq!(stats.table_full_closed, 0);
+        // Keys that got a cell keep counting: ask each again and compare with a fresh key.
+        let with_cell = decisions.iter().position(|d| !d.table_full).unwrap();
+        let again = l
+            .peek(
+                format!("fresh-{with_cell}").as_bytes(),
+                Target::Policy(before.policy),
+                1,
+                Now::same(T0),
+            )
+            .unwrap();
+        assert!(!again.table_full);
+        assert_eq!(again.remaining, decisions[with_cell].remaining);
+    }
+}
+
+#[test]
+fn full_table_fail_closed_denies_with_retry_after_one() {
+    for rules in rules_under_test() {
+        let (before, after, decisions, stats, l) = flood(&rules, FullTableMode::Closed);
+        assert_eq!(after, before);
+        let full: Vec<&Decision> = decisions.iter().filter(|d| d.table_full).collect();
+        assert!(
+            full.len() >= 9 * CAP / rules.len(),
+            "only {} full-table answers",
+            full.len()
+        );
+        for d in &full {
+            assert!(!d.allowed);
+            assert_eq!((d.status(), d.retry_after_seconds, d.remaining), (429, 1, 0));
+            let mut body = String::new();
+            d.write_body(&mut body).unwrap();
+            assert!(body.ends_with("\"retry_after_seconds\":1}}"));
+            let mut headers = String::new();
+            d.write_headers(l.policy(d.policy), Default::default(), &mut headers)
+                .unwrap();
+            assert!(headers.ends_with("Retry-After: 1\r\n"));
+        }
+        assert!(decisions.iter().filter(|d| !d.table_full).all(|d| d.allowed));
+        assert_eq!(stats.table_full_closed, full.len() as u64);
+        assert_eq!(stats.table_full_open, 0);
+        // A peek is answered the same way but not counted.
+        let p = l
+            .peek(b"fresh-x", Target::Policy(before.policy), 1, Now::same(T0))
+            .unwrap();
+        assert!(p.table_full && !p.allowed);
+        assert_eq!(l.stats(), stats);
+    }
+}
+
+#[test]
+fn neutral_cells_are_reused_once_their_keys_are_neutral() {
+    for rules in rules_under_test() {
+        let (_, _, decisions, _, l) = flood(&rules, FullTableMode::Closed);
+        let stored = decisions.iter().filter(|d| !d.table_full).count();
+        assert!(stored > 0);
+        let p = decisions[0].policy;
+        // Still full a moment later: nothing is neutral yet.
+        let d = l.check(b"late", Target::Policy(p), 1, Now::same(T0 + 1)).unwrap();
+        assert!(d.table_full);
+        // Two windows (and far past every GCRA backlog) later every key but none is neutral:
+        // new keys get cells again.
+        let later = Now::same(T0 + 180 * S);
+        // The throttled key's own cell is neutral: it is admitted again, a fresh key.
+        let hot = l.check(b"hot", Target::Policy(p), 1, later).unwrap();
+        assert!(hot.allowed && !hot.table_full);
+        let again: Vec<Decision> = (0..stored)
+            .map(|i| {
+                l.check(format!("second-{i}").as_bytes(), Target::Policy(p), 1, later)
+                    .unwrap()
+            })
+            .collect();
+        let got_cells = again.iter().filter(|d| !d.table_full).count();
+        // Linear probing within 16 cells of home at full load leaves a few out, never many.
+        assert!(
+            again[..stored / 2].iter().all(|d| !d.table_full),
+            "the first half all get cells"
+        );
+        assert!(
+            got_cells * 4 >= stored * 3,
+            "{got_cells} of {stored} new keys got a cell"
+        );
+        assert!(again.iter().filter(|d| !d.table_full).all(|d| d.allowed));
+    }
+}
+
+#[test]
+fn every_cell_is_used_before_the_table_reports_full() {
+    // One rule, capacity 16 = the probe bound: every key fits until all cells are used.
+    let (l, p) = limiter(&[Rule::window(1, S).unwrap()], 16, FullTableMode::Closed);
+    let now = Now::same(T0);
+    let stored = (0..64)
+        .map(|i| {
+            l.check(format!("k{i}").as_bytes(), Target::Policy(p), 1, now)
+                .unwrap()
+        })
+        .take_while(|d| !d.table_full)
+        .count();
+    assert_eq!(stored, 16);
+    assert!(l.cells().iter().all(|c| c.load().0 != 0));
+}
+
+/// Runs `f` on a thread and fails if it does not return within 20 s (a livelock).
+fn within_time<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the check did not return: livelock")
+}
+
+/// Regression: both rules of a fresh key chose the same vacant cell, so the second
+/// compare-and-swap always failed, the first was undone, and the check spun forever.
+#[test]
+fn tiny_tables_never_livelock() {
+    for cells in 0..=4 {
+        for mode in [FullTableMode::Open, FullTableMode::Closed] {
+            let decisions = within_time(move || {
+                let l = Limiter::with_full_table_mode(
+                    Config::documented(),
+                    (0..cells).map(|_| Cell::new()).collect::<Vec<_>>(),
+                    Seed([1, 2]),
+                    mode,
+                );
+                let mut out = Vec::new();
+                for step in 0..12u64 {
+                    let now = Now::same(T0 + step * 400_000_000);
+                    for key in [&b"a"[..], b"b", b"c"] {
+                        out.push(l.check(key, Target::Route("/v1/messages"), 1, now).unwrap());
+                    }
+                }
+                (out, l.stats())
+            });
+            let (out, stats) = decisions;
+            let full = out.iter().filter(|d| d.table_full).count() as u64;
+            // Every full-table answer is counted: admitted ones when open (a denial by a rule
+            // that has a cell is an ordinary denial), all of them when closed.
+            let open = out.iter().filter(|d| d.table_full && d.allowed).count() as u64;
+            match mode {
+                FullTableMode::Open => {
+                    assert_eq!((stats.table_full_open, stats.table_full_closed), (open, 0))
+                }
+                FullTableMode::Closed => {
+                    assert_eq!((stats.table_full_open, stats.table_full_closed), (0, full))
+                }
+            }
+            if cells >= 2 {
+                // One key fits: its first five requests at one instant are admitted in full.
+                assert!(
+                    out[0].allowed && !out[0].table_full,
+                    "cells {cells}: {:?}",
+                    out[0]
+                );
+            }
+            if cells == 0 {
+                assert_eq!(full, out.len() as u64);
+            }
+        }
+    }
+}
+
+/// With a crowded table and a neutral cell of another key, both rules of a request never
+/// land in one cell, and the key's counts stay exact.
+#[test]
+fn two_rule_policy_on_a_crowded_table_counts_exactly() {
+    let rules = [Rule::window(3, 60 * S).unwrap(), Rule::gcra(1, S, 2).unwrap()];
+    let (l, p) = limiter(&rules, 2, FullTableMode::Closed);
+    let d = within_time(move || {
+        let mut out = Vec::new();
+        for i in 0..4 {
+            out.push(l.check(b"k", Target::Policy(p), 1, Now::same(T0 + i)).unwrap());
+        }
+        // Two windows later the cells are neutral: another key takes them over.
+        let later = T0 + 200 * S;
+        for i in 0..4 {
+            out.push(
+                l.check(b"other", Target::Policy(p), 1, Now::same(later + i))
+                    .unwrap(),
+            );
+        }
+        out
+    });
+    let allowed: Vec<bool> = d.iter().map(|d| d.allowed).collect();
+    // Burst 2 binds first for each key; no table-full answers.
+    assert_eq!(allowed, [true, true, false, false, true, true, false, false]);
+    assert!(d.iter().all(|d| !d.table_full));
+}
