@@ -3,6 +3,7 @@
 // passes them to one native call per request, and builds the decision object from what
 // the core wrote: every figure and every byte of header and body text comes from the core.
 
+const { getSystemErrorName } = require('node:util');
 const native = require('./native');
 
 const L = native.layout();
@@ -37,6 +38,8 @@ const OPTION_KEYS = new Set([
   'headerStyle',
   'sharedMemory',
 ]);
+// What `Limiter.openShared(path, options)` takes: the seed is the segment's.
+const OPEN_SHARED_KEYS = new Set(['policies', 'routes', 'defaultPolicy', 'capacity', 'onFull', 'headerStyle']);
 const CACHE_SIZE = 4096; // header value text cache entries (a power of two)
 
 function typeError(code, message) {
@@ -99,16 +102,16 @@ function buildConfigJson(options) {
   }
 }
 
-function checkOptions(options) {
+function checkOptions(options, known = OPTION_KEYS) {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw typeError('ERR_RATELIMIT_OPTION', `options must be an object, got ${describe(options)}`);
   }
   for (const k of Object.keys(options)) {
-    if (!OPTION_KEYS.has(k)) {
+    if (!known.has(k)) {
       throw typeError(
         'ERR_RATELIMIT_OPTION',
-        `unknown option "${k}" (known: ${[...OPTION_KEYS].join(', ')})`,
+        `unknown option "${k}" (known: ${[...known].join(', ')})`,
       );
     }
   }
@@ -129,10 +132,52 @@ function checkOptions(options) {
       `headerStyle must be "x-ratelimit", "ietf" or "both", got ${describe(options.headerStyle)}`,
     );
   }
-  if (options.sharedMemory !== undefined && (typeof options.sharedMemory !== 'string' || options.sharedMemory === '')) {
+  if (
+    options.sharedMemory !== undefined &&
+    (typeof options.sharedMemory !== 'string' || options.sharedMemory === '' || options.sharedMemory.includes('\0'))
+  ) {
     throw typeError('ERR_RATELIMIT_OPTION', `sharedMemory must be a file path, got ${describe(options.sharedMemory)}`);
   }
   return options;
+}
+
+/**
+ * The error for a shared-memory segment that cannot be used (what the addon reported):
+ * an `Error` with `code` and `path`; a system error also has `syscall` and, as `cause`,
+ * the system's error (`cause.code` such as `ENOENT`, `EACCES`, `EROFS`).
+ */
+function sharedError(path, f) {
+  const detail = f.message.startsWith(`${path}: `) ? f.message.slice(path.length + 2) : f.message;
+  const message = `shared memory segment ${path}: ${detail}`;
+  const e = f.code === 'ERR_RATELIMIT_CAPACITY' ? new RangeError(message) : new Error(message);
+  e.code = f.code;
+  e.path = path;
+  if (f.syscall != null) e.syscall = f.syscall;
+  if (f.errno != null) {
+    let name = 'UNKNOWN';
+    try {
+      name = getSystemErrorName(-f.errno);
+    } catch {
+      // an errno Node does not name: keep UNKNOWN
+    }
+    const cause = new Error(`${name}: ${detail}`);
+    cause.code = name;
+    cause.errno = -f.errno;
+    cause.syscall = f.syscall;
+    cause.path = path;
+    e.cause = cause;
+  }
+  return e;
+}
+
+/**
+ * The native limiter for `opts` (checked options): a private table, the process-wide one
+ * named `name`, or (with `opts.sharedMemory`) the table in that shared-memory segment.
+ */
+function nativeHandle(opts, name) {
+  const r = native.create(buildConfigJson(opts), opts.onFull ?? 'open', opts.seed, name, opts.sharedMemory);
+  if (typeof r.code === 'string') throw sharedError(opts.sharedMemory, r);
+  return r;
 }
 
 const INTERNAL = Symbol('aisoule.internal');
@@ -163,7 +208,7 @@ class Limiter {
       style = internal.style;
     } else {
       const opts = checkOptions(options);
-      handle = native.create(buildConfigJson(opts), opts.onFull ?? 'open', opts.seed, null, opts.sharedMemory);
+      handle = nativeHandle(opts, null);
       style = opts.headerStyle ?? 'x-ratelimit';
     }
     this.#handle = handle;
@@ -189,7 +234,25 @@ class Limiter {
       throw typeError('ERR_RATELIMIT_OPTION', `a shared limiter's name must be a non-empty string, got ${describe(name)}`);
     }
     const opts = checkOptions(options);
-    const handle = native.create(buildConfigJson(opts), opts.onFull ?? 'open', opts.seed, name, opts.sharedMemory);
+    const handle = nativeHandle(opts, name);
+    return new Limiter(undefined, { [INTERNAL]: true, handle, style: opts.headerStyle ?? 'x-ratelimit' });
+  }
+
+  /**
+   * The limiter over the table in the shared-memory segment at `path` (a file, usually
+   * under `/dev/shm`), made by the first process to open it: every process (Node, Python
+   * or C) that opens the same path with the same policies and routes counts in one table.
+   * `capacity` left out takes the segment's (or makes 65,536 cells); the hash seed is the
+   * segment's. A segment that does not fit throws an `Error` whose `code` names why
+   * (`ERR_RATELIMIT_SHARED_CONFIG`, `..._CAPACITY`, `..._TRUNCATED`, `..._IO`, ...) and
+   * changes nothing.
+   */
+  static openShared(path, options) {
+    if (typeof path !== 'string' || path === '' || path.includes('\0')) {
+      throw typeError('ERR_RATELIMIT_OPTION', `openShared: path must be a non-empty file path, got ${describe(path)}`);
+    }
+    const opts = checkOptions(options, OPEN_SHARED_KEYS);
+    const handle = nativeHandle({ ...opts, sharedMemory: path }, null);
     return new Limiter(undefined, { [INTERNAL]: true, handle, style: opts.headerStyle ?? 'x-ratelimit' });
   }
 

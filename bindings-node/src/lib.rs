@@ -22,7 +22,7 @@ use aisoule_ratelimit::{
     Target, BODY_CONTENT_TYPE,
 };
 use aisoule_ratelimit_host::{now, os_seed, SharedError, SharedTable, Table};
-use napi::bindgen_prelude::{External, ToNapiValue, TypeName, Uint8Array};
+use napi::bindgen_prelude::{Either, External, ToNapiValue, TypeName, Uint8Array};
 use napi::{sys, Env, Error, Result, Status, ValueType};
 use napi_derive::napi;
 
@@ -82,15 +82,73 @@ fn config_error(env: &Env, e: &JsonError) -> Error {
     )
 }
 
-fn segment_error(env: &Env, e: &SharedError) -> Error {
-    let (range, code) = match e {
-        SharedError::Capacity { .. } | SharedError::Policies { .. } => {
-            (false, "ERR_RATELIMIT_SHARED_MISMATCH")
-        }
-        SharedError::InvalidCapacity(_) => (true, "ERR_RATELIMIT_CAPACITY"),
-        _ => (false, "ERR_RATELIMIT_SHARED_MEMORY"),
+/// Why a shared-memory segment could not be used, for the JS wrapper to throw as an
+/// `Error` with a `code` (and, for a system error, the errno and the operation).
+#[napi(object)]
+pub struct SharedFailure {
+    /// The error code (`ERR_RATELIMIT_SHARED_*`, or `ERR_RATELIMIT_CAPACITY`).
+    pub code: String,
+    /// What differs or what failed (the host crate's words).
+    pub message: String,
+    /// The operating system's error number, for a system error.
+    pub errno: Option<i32>,
+    /// What was being done (`open`, `create`, `map`, ...), for a system error.
+    pub syscall: Option<String>,
+}
+
+fn segment_failure(e: &SharedError) -> SharedFailure {
+    let code = match e {
+        SharedError::Io { .. } => "ERR_RATELIMIT_SHARED_IO",
+        SharedError::NotASegment(_) => "ERR_RATELIMIT_SHARED_NOT_A_SEGMENT",
+        SharedError::LayoutVersion { .. } | SharedError::CellLayout { .. } => "ERR_RATELIMIT_SHARED_LAYOUT",
+        SharedError::Capacity { .. } => "ERR_RATELIMIT_SHARED_CAPACITY",
+        SharedError::Policies { .. } => "ERR_RATELIMIT_SHARED_CONFIG",
+        SharedError::Truncated { .. } => "ERR_RATELIMIT_SHARED_TRUNCATED",
+        SharedError::InvalidCapacity(_) => "ERR_RATELIMIT_CAPACITY",
+        _ => "ERR_RATELIMIT_SHARED_CORRUPT",
     };
-    throw(env, range, code, &format!("sharedMemory: {e}"))
+    let (errno, syscall) = match e {
+        SharedError::Io { op, source, .. } => (source.raw_os_error(), Some((*op).to_owned())),
+        _ => (None, None),
+    };
+    SharedFailure {
+        code: code.to_owned(),
+        message: e.to_string(),
+        errno,
+        syscall,
+    }
+}
+
+/// Opens (or creates) the segment at `path`. `capacity: None` takes an existing segment's
+/// capacity, or makes one of `DEFAULT_CAPACITY` cells when there is none (as the C and
+/// Python bindings do). A path whose directory is missing fails on opening the path itself
+/// (not on the temporary name a new segment is built under), so the error names the path.
+fn open_segment(
+    path: &str,
+    capacity: Option<u64>,
+    config: &aisoule_ratelimit::Config,
+) -> std::result::Result<SharedTable, SharedError> {
+    let dir_missing = std::path::Path::new(path)
+        .parent()
+        .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir());
+    if dir_missing {
+        if let Err(source) = std::fs::OpenOptions::new().read(true).write(true).open(path) {
+            return Err(SharedError::Io {
+                op: "open",
+                path: path.into(),
+                source,
+            });
+        }
+    }
+    match capacity {
+        Some(c) => SharedTable::open(path, Some(c), config),
+        None => match SharedTable::open(path, None, config) {
+            Err(SharedError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                SharedTable::open(path, Some(DEFAULT_CAPACITY), config)
+            }
+            other => other,
+        },
+    }
 }
 
 fn seed_from_bytes(b: &[u8; 16]) -> Seed {
@@ -104,7 +162,8 @@ fn seed_from_bytes(b: &[u8; 16]) -> Seed {
 /// Makes a limiter (or, with `shared_name`, finds the process-wide one of that name or
 /// makes it). `config_json` is FORMAT.md's config object; `on_full` is `"open"` or
 /// `"closed"`; `seed` is 16 bytes or absent (then the OS's random source); `segment` is the
-/// path of a shared-memory table (opened or created), shared with other processes.
+/// path of a shared-memory table (opened or created), shared with other processes: a
+/// segment that cannot be used gives a `SharedFailure` (the wrapper throws it).
 #[napi(catch_unwind)]
 pub fn create(
     env: Env,
@@ -113,7 +172,7 @@ pub fn create(
     seed: Option<Uint8Array>,
     shared_name: Option<String>,
     segment: Option<String>,
-) -> Result<External<Arc<Inner>>> {
+) -> Result<Either<External<Arc<Inner>>, SharedFailure>> {
     let mode = match on_full.as_str() {
         "open" => FullTableMode::Open,
         "closed" => FullTableMode::Closed,
@@ -141,7 +200,6 @@ pub fn create(
         },
     };
     let parsed = parse_config(&config_json).map_err(|e| config_error(&env, &e))?;
-    let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
 
     let mut registry = shared_name
         .as_ref()
@@ -162,7 +220,7 @@ pub fn create(
                     ),
                 ));
             }
-            return Ok(External::new(Arc::clone(inner)));
+            return Ok(Either::A(External::new(Arc::clone(inner))));
         }
     }
 
@@ -177,12 +235,15 @@ pub fn create(
                     "seed cannot be given with sharedMemory: the segment holds its seed",
                 ));
             }
-            let shared =
-                SharedTable::open(path, Some(capacity), &config).map_err(|e| segment_error(&env, &e))?;
+            let shared = match open_segment(path, parsed.capacity, &config) {
+                Ok(s) => s,
+                Err(e) => return Ok(Either::B(segment_failure(&e))),
+            };
             let seed = shared.seed();
             (Table::Shared(shared), seed)
         }
         None => {
+            let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
             let cells = usize::try_from(capacity)
                 .ok()
                 .and_then(|n| {
@@ -202,6 +263,7 @@ pub fn create(
             (Table::Owned(cells), given_seed.unwrap_or_else(os_seed))
         }
     };
+    let capacity = table.as_ref().len() as u64;
     let ids = config
         .policies()
         .iter()
@@ -218,7 +280,7 @@ pub fn create(
     if let (Some(name), Some(reg)) = (shared_name, registry.as_mut()) {
         reg.push((name, Arc::clone(&inner)));
     }
-    Ok(External::new(inner))
+    Ok(Either::A(External::new(inner)))
 }
 
 /// Forgets the shared limiter of this name (limiters already attached keep working).
