@@ -66,7 +66,8 @@ conformance: ## Every binding's replay against every trace (conformance/check)
 	conformance/check
 
 .PHONY: test-bindings
-test-bindings: ## Each binding's own tests
+test-bindings: ## Each binding's own tests (every binding built first: the Node cross-language test runs Python and C processes)
+	for b in $(BINDINGS); do $(MAKE) -C $$b build; done
 	for b in $(BINDINGS); do $(MAKE) -C $$b test; done
 
 .PHONY: fuzz-smoke

@@ -47,12 +47,60 @@ export interface LimiterOptions {
   /** Which headers to write (default `"x-ratelimit"`, the documented set). */
   headerStyle?: 'x-ratelimit' | 'ietf' | 'both';
   /**
-   * A file path (e.g. `/dev/shm/myapi-ratelimit`): the table lives in that shared-memory
-   * segment, opened or created, and every process that opens it with the same policies,
-   * routes and capacity shares it (cluster workers, pm2 instances, other languages).
-   * The seed is the segment's (`seed` cannot be given).
+   * A file path (e.g. `/dev/shm/myapi-ratelimit`): the same as
+   * `Limiter.openShared(sharedMemory, options)`. `seed` cannot be given with it.
    */
   sharedMemory?: string;
+}
+
+/**
+ * Options of `Limiter.openShared(path, options)`: those of `new Limiter` but `seed` (the
+ * segment holds it) and `sharedMemory` (the path is the first argument).
+ */
+export interface OpenSharedOptions {
+  /** Policy name to its 1 to 4 rules (default: standard, messaging, media). Must be the segment's. */
+  policies?: Record<string, Rule[]>;
+  /** Routes tried in order (default: /v1/messages, /v1/media). Must be the segment's. */
+  routes?: Route[];
+  /** The policy of paths no route matches (default: `"standard"`). */
+  defaultPolicy?: string;
+  /**
+   * Table cells. Left out: an existing segment's capacity, or 65536 for a new one. Given:
+   * a new segment gets it, an existing one must have it.
+   */
+  capacity?: number;
+  /** This process's full-table mode (not stored in the segment). */
+  onFull?: 'open' | 'closed';
+  /** This process's header style (not stored in the segment). */
+  headerStyle?: 'x-ratelimit' | 'ietf' | 'both';
+}
+
+/**
+ * The error `Limiter.openShared` (or `sharedMemory`) throws when a segment cannot be used.
+ * Nothing was written to an existing file.
+ */
+export interface SharedMemoryError extends Error {
+  code:
+    /** A system call failed: a missing directory, no permission, a read-only file system... (`cause.code`: `ENOENT`, `EACCES`, `EROFS`, ...). */
+    | 'ERR_RATELIMIT_SHARED_IO'
+    /** The segment was made for other policies or routes. */
+    | 'ERR_RATELIMIT_SHARED_CONFIG'
+    /** The segment has another capacity than the one asked for. */
+    | 'ERR_RATELIMIT_SHARED_CAPACITY'
+    /** The file is shorter or longer than its header says. */
+    | 'ERR_RATELIMIT_SHARED_TRUNCATED'
+    /** The header's check hash does not match its fields. */
+    | 'ERR_RATELIMIT_SHARED_CORRUPT'
+    /** Another layout version, cell size or alignment (another release made it). */
+    | 'ERR_RATELIMIT_SHARED_LAYOUT'
+    /** The file does not start with the segment magic. */
+    | 'ERR_RATELIMIT_SHARED_NOT_A_SEGMENT';
+  /** The segment's path, as given. */
+  path: string;
+  /** For `ERR_RATELIMIT_SHARED_IO`: what failed (`open`, `create`, `size`, `map`, `publish (link)`, `stat`). */
+  syscall?: string;
+  /** For `ERR_RATELIMIT_SHARED_IO`: the system's error (`code` such as `ENOENT`, negative `errno`). */
+  cause?: Error & { code: string; errno: number; syscall?: string; path: string };
 }
 
 /** Per-request options of `check` and `peek`. */
@@ -111,9 +159,9 @@ export interface LimiterConfig {
  * Errors: `TypeError` or `RangeError` with a `code` (`ERR_RATELIMIT_CONFIG`,
  * `ERR_RATELIMIT_OPTION`, `ERR_RATELIMIT_KEY`, `ERR_RATELIMIT_ROUTE`, `ERR_RATELIMIT_COST`,
  * `ERR_RATELIMIT_INVALID_COST`, `ERR_RATELIMIT_POLICY`, `ERR_RATELIMIT_UNKNOWN_POLICY`,
- * `ERR_RATELIMIT_NOW`, `ERR_RATELIMIT_CAPACITY`, `ERR_RATELIMIT_SHARED_MISMATCH`,
- * `ERR_RATELIMIT_SHARED_MEMORY`); a
- * failed call changes nothing.
+ * `ERR_RATELIMIT_NOW`, `ERR_RATELIMIT_CAPACITY`, `ERR_RATELIMIT_SHARED_MISMATCH`); a
+ * shared-memory segment that cannot be used, a `SharedMemoryError`. A failed call changes
+ * nothing.
  */
 export declare class Limiter {
   constructor(options?: LimiterOptions);
@@ -122,6 +170,15 @@ export declare class Limiter {
    * found by every later one, which must pass the same options (`headerStyle` may differ).
    */
   static shared(name: string, options?: LimiterOptions): Limiter;
+  /**
+   * The limiter over the table in the shared-memory segment at `path` (usually under
+   * `/dev/shm`), created (mode 0600) by the first process to open it: every process, of
+   * any binding (Node, Python, C), that opens the same path with the same policies and
+   * routes counts in one table. The hash seed is the segment's.
+   *
+   * @throws {SharedMemoryError} a segment that does not fit or cannot be opened.
+   */
+  static openShared(path: string, options?: OpenSharedOptions): Limiter;
   /** Forgets the shared limiter `name` (objects already attached keep working). */
   static unshare(name: string): boolean;
   /** The config as the core holds it. */

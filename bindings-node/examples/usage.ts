@@ -2,7 +2,14 @@
 import http from 'node:http';
 import express from 'express';
 import Fastify from 'fastify';
-import { Limiter, expressRateLimit, fastifyRateLimit, bearerKey, type Decision } from '@aisoule/ratelimit';
+import {
+  Limiter,
+  expressRateLimit,
+  fastifyRateLimit,
+  bearerKey,
+  type Decision,
+  type SharedMemoryError,
+} from '@aisoule/ratelimit';
 
 const limiter = new Limiter({
   policies: {
@@ -28,6 +35,14 @@ const byPolicy = limiter.peek(Buffer.from('key-1'), undefined, { policy: 'free' 
 const shared = Limiter.shared('api', { capacity: 4096 });
 const acrossProcesses = new Limiter({ sharedMemory: '/dev/shm/example-ratelimit' });
 void acrossProcesses;
+// Processes of any binding on one table; the refusals are typed.
+try {
+  const onSegment: Limiter = Limiter.openShared('/dev/shm/example-ratelimit', { capacity: 1 << 16, onFull: 'closed' });
+  void onSegment.check('k', '/v1/status').remaining;
+} catch (e) {
+  const err = e as SharedMemoryError;
+  if (err.code === 'ERR_RATELIMIT_SHARED_IO') void [err.path, err.syscall, err.cause?.code];
+}
 const counts: number = limiter.stats().tableFullClosed + shared.stats().tableFullOpen;
 void [allowed, status, headers, body, byPolicy, counts, limiter.config.policies, limiter.contentType];
 

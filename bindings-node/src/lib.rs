@@ -971,6 +971,30 @@ mod tests {
     }
 
     #[test]
+    fn segment_refusals_have_their_codes() {
+        let config = parse_config("{}").expect("the documented config").config;
+        let dir = std::env::temp_dir().join(format!("asrl-node-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join("table");
+        let path = path.to_str().expect("a UTF-8 path");
+        let made = open_segment(path, None, &config).expect("created with the default capacity");
+        assert_eq!(made.capacity() as u64, DEFAULT_CAPACITY);
+        let f = segment_failure(&open_segment(path, Some(16), &config).expect_err("another capacity"));
+        assert_eq!(f.code, "ERR_RATELIMIT_SHARED_CAPACITY");
+        assert_eq!(f.message, "segment has capacity 65536, this process asked for 16");
+        assert_eq!((f.errno, f.syscall), (None, None));
+        let other = parse_config(r#"{"routes":[]}"#).expect("a config").config;
+        let f = segment_failure(&open_segment(path, None, &other).expect_err("other routes"));
+        assert_eq!(f.code, "ERR_RATELIMIT_SHARED_CONFIG");
+        let missing = dir.join("no").join("table");
+        let f = segment_failure(&open_segment(missing.to_str().unwrap(), None, &config).expect_err("no dir"));
+        assert_eq!(f.code, "ERR_RATELIMIT_SHARED_IO");
+        assert_eq!((f.errno, f.syscall.as_deref()), (Some(2), Some("open")));
+        drop(made);
+        std::fs::remove_dir_all(&dir).expect("removed");
+    }
+
+    #[test]
     fn seeds_are_little_endian_halves() {
         let mut b = [0u8; 16];
         b[0] = 1;

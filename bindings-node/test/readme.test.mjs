@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { BODY, auth } from './http-helpers.mjs';
@@ -19,9 +21,9 @@ function blocks() {
   return out;
 }
 
-test('the README shows the Express and Fastify quick starts, as the example files hold them', () => {
+test('the README shows the Express, Fastify and cluster quick starts, as the example files hold them', () => {
   const b = blocks();
-  assert.deepStrictEqual(b.map((x) => x.file), ['examples/express.mjs', 'examples/fastify.mjs']);
+  assert.deepStrictEqual(b.map((x) => x.file), ['examples/express.mjs', 'examples/fastify.mjs', 'examples/cluster.mjs']);
   for (const { file, code } of b) assert.equal(code, readFileSync(new URL(`../${file}`, import.meta.url), 'utf8'), file);
 });
 
@@ -29,7 +31,10 @@ async function startQuickStart(name, code) {
   // Inside the package, so `@aisoule/ratelimit` resolves to this package (self-reference).
   const file = `${pkg}test/.readme-${name}.mjs`;
   writeFileSync(file, code);
-  const child = spawn(process.execPath, [file], { env: { ...process.env, PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  // The cluster quick start's segment: a fresh one in a temporary directory.
+  const dir = mkdtempSync(join(tmpdir(), 'asrl-readme-'));
+  const env = { ...process.env, PORT: '0', RATELIMIT_SEGMENT: join(dir, 'segment') };
+  const child = spawn(process.execPath, [file], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   child.stdout.setEncoding('utf8');
   let out = '';
   const port = await new Promise((resolve, reject) => {
@@ -46,6 +51,7 @@ async function startQuickStart(name, code) {
       child.kill();
       await once(child, 'exit').catch(() => {});
       rmSync(file, { force: true });
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
