@@ -95,7 +95,9 @@ class Running:
                     return found
                 left = end - time.monotonic()
                 if left <= 0 or self.proc.poll() is not None:
-                    raise AssertionError(f"{len(found)} of {count} log lines after {timeout_s} s: {self.out[-5:]}")
+                    raise AssertionError(
+                        f"{len(found)} of {count} log lines after {timeout_s} s: {self.out[-5:]}"
+                    )
                 self.cond.wait(left)
 
     def log(self, key_fp: str) -> list[re.Match[str]]:
@@ -141,7 +143,17 @@ def wait_for_port(proc: subprocess.Popen[bytes], port: int, deadline_s: float = 
 
 def gateway_command(port: int, *extra: str) -> list[str]:
     """The README's command line, on `port`."""
-    return [sys.executable, "-m", "aisoule_ratelimit", "gateway", "--host", "127.0.0.1", "--port", str(port), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "aisoule_ratelimit",
+        "gateway",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *extra,
+    ]
 
 
 @contextmanager

@@ -7,7 +7,6 @@ every test uses fresh API keys.
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import subprocess
@@ -258,7 +257,7 @@ def test_documented_config_is_the_core_default(tmp_path: Path) -> None:
     Limiter.from_json(json.dumps(DOCUMENTED_CONFIG), shared=segment)
     changed = json.loads(json.dumps(DOCUMENTED_CONFIG))
     changed["policies"]["media"][0]["limit"] = 31
-    with pytest.raises(ValueError, match="^shared: segment was made for other policies"):
+    with pytest.raises(ValueError, match=r"^shared: segment was made for other policies"):
         Limiter.from_json(json.dumps(changed), shared=segment)
 
 
@@ -303,7 +302,10 @@ def test_invalid_config_names_the_field(tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "aisoule_ratelimit", "gateway", "--port", str(port)]
     r = subprocess.run(
-        [*command, "--config", str(config), "--shared", str(segment)], capture_output=True, text=True, timeout=60
+        [*command, "--config", str(config), "--shared", str(segment)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 2
     assert r.stderr.startswith("gateway: config: policies.free[0].limit: ")
@@ -397,7 +399,10 @@ def test_readme_docs_examples_work_with_the_host_changed(gw: Running) -> None:
     assert "\nX-RateLimit-Limit: 120\n" in head and "\nX-RateLimit-Remaining: 119\n" in head
     code = readme_block("python", "import requests")
     r = subprocess.run(
-        [sys.executable, "-c", code.replace("localhost:8080", host)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code.replace("localhost:8080", host)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["120", "118"]

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from aisoule_ratelimit._common import MISSING_KEY_BODY, bearer_key
-from aisoule_ratelimit._native import BODY_CONTENT_TYPE, CELL_SIZE, DEFAULT_CAPACITY, Limiter, __version__
+from aisoule_ratelimit._native import BODY_CONTENT_TYPE, CELL_SIZE, Limiter, __version__
 from aisoule_ratelimit.asgi import Receive, Scope, Send
 
 __all__ = [
@@ -93,7 +93,8 @@ _INVALID_AUTH_BODY = (
 )
 _NOT_FOUND_BODY = b'{"success":false,"error":{"code":"not_found","message":"No such route."}}'
 _NOT_ALLOWED_BODY = (
-    b'{"success":false,"error":{"code":"method_not_allowed","message":"This route does not take that method."}}'
+    b'{"success":false,"error":{"code":"method_not_allowed",'
+    b'"message":"This route does not take that method."}}'
 )
 
 
@@ -212,7 +213,9 @@ class Gateway:
         if self.access_log:
             self._log(scope, key, klass, outcome, status, started)
 
-    def _log(self, scope: Scope, key: bytes | None, klass: str, outcome: str, status: int, started: int) -> None:
+    def _log(
+        self, scope: Scope, key: bytes | None, klass: str, outcome: str, status: int, started: int
+    ) -> None:
         now = time.time()
         second = int(now)
         if second != self._log_second:
@@ -220,17 +223,11 @@ class Gateway:
             self._log_stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         # raw_path: as sent (percent-encoded), so a decoded newline cannot forge a line.
         target = scope.get("raw_path") or scope["path"].encode()
-        line = "%s.%03dZ worker=%d key=%s class=%s decision=%s status=%d %s %s %.2fms\n" % (
-            self._log_stamp,
-            int((now - second) * 1000),
-            self._pid,
-            "-" if key is None else self.fingerprint(key),
-            klass,
-            outcome,
-            status,
-            scope["method"],
-            target.decode("ascii", "backslashreplace"),
-            (time.perf_counter_ns() - started) / 1e6,
+        line = (
+            f"{self._log_stamp}.{int((now - second) * 1000):03d}Z worker={self._pid} "
+            f"key={'-' if key is None else self.fingerprint(key)} class={klass} decision={outcome} "
+            f"status={status} {scope['method']} {target.decode('ascii', 'backslashreplace')} "
+            f"{(time.perf_counter_ns() - started) / 1e6:.2f}ms\n"
         )
         # One write(2) per line: lines of several workers on one pipe never interleave.
         os.write(1, line.encode())
@@ -257,7 +254,9 @@ def create_app() -> Gateway:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `python -m aisoule_ratelimit gateway`."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free)")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free)"
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -324,7 +323,9 @@ def summary_lines(
     else:
         source = f"from {from_file}" if from_file else "the documented defaults"
         lines.append(f"limits ({source}), per API key (Authorization: Bearer <key>) and class:")
-        policies: Mapping[str, Sequence[Mapping[str, Any]]] = config.get("policies", DOCUMENTED_CONFIG["policies"])
+        policies: Mapping[str, Sequence[Mapping[str, Any]]] = config.get(
+            "policies", DOCUMENTED_CONFIG["policies"]
+        )
         width = max(len(name) for name in limiter.policies)
         for name in limiter.policies:
             rules = " and ".join(_rule_text(r) for r in policies[name])
@@ -373,7 +374,9 @@ def _remove_stale_segment(path: Path) -> None:
         raise GatewayError(f"--shared {path}: {e.strerror}") from None
     try:
         if os.read(fd, len(SEGMENT_MAGIC)) != SEGMENT_MAGIC:
-            raise GatewayError(f"--shared {path}: exists and is not a rate-limit table segment; not touching it")
+            raise GatewayError(
+                f"--shared {path}: exists and is not a rate-limit table segment; not touching it"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
