@@ -25,7 +25,7 @@ GATEWAY_ARGS ?=
 
 .PHONY: run
 run: ## The main job: the reference gateway on http://$(HOST):$(PORT) (the documented limits, 4 workers)
-	$(MAKE) -s --no-print-directory -C bindings-python build
+	@$(MAKE) -s --no-print-directory -C bindings-python build
 	exec bindings-python/.venv/bin/python -m aisoule_ratelimit gateway --host $(HOST) --port $(PORT) $(GATEWAY_ARGS)
 
 .PHONY: summary
