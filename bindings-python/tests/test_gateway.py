@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -432,3 +433,31 @@ def test_readme_docs_examples_work_with_the_host_changed(gw: Running) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["120", "117"]
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    segment = tmp_path / "segment"
+    with run_gateway(["--workers", "2", "--shared", str(segment)]) as gw:
+        assert gw.once("GET", "/v1/status", fresh_key()).status == 200
+        pid = gw.proc.pid
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        assert len(children) >= 2
+        gw.proc.kill()
+        gw.proc.wait(timeout=10)
+        end = time.monotonic() + 30
+        while any(map(_alive, children)) and time.monotonic() < end:
+            time.sleep(0.05)
+        orphans = [c for c in children if _alive(c)]
+        for c in orphans:  # leave nothing running, whatever the verdict
+            os.kill(c, signal.SIGKILL)
+        assert not orphans, "workers outlived their killed parent"

@@ -112,6 +112,8 @@ class GatewaySettings:
     """One line per request on stdout."""
     log_key: str = ""
     """The hex key of the hash that stands for API keys in the log (shared by the workers)."""
+    parent_pid: int = 0
+    """The gateway's parent process: a worker whose parent dies stops too."""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -241,11 +243,26 @@ def create_app() -> Gateway:
     """
     text = os.environ.get(SETTINGS_ENV)
     settings = GatewaySettings.from_env(text) if text else GatewaySettings()
+    if settings.parent_pid and settings.parent_pid != os.getpid():
+        _stop_with_parent(settings.parent_pid)
     limiter = None
     if not settings.no_limit:
         config = settings.config if settings.config is not None else json.dumps(DOCUMENTED_CONFIG)
         limiter = Limiter.from_json(config, shared=settings.shared)
     return Gateway(limiter, access_log=settings.access_log, log_key=bytes.fromhex(settings.log_key))
+
+
+def _stop_with_parent(parent_pid: int) -> None:
+    """Asks Linux for a SIGTERM (a graceful uvicorn shutdown) when the parent dies, so a
+    killed parent (SIGKILL) leaves no orphan workers serving without it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # it died before the request took effect
+        raise SystemExit("gateway worker: the parent process is gone")
 
 
 # --- the command line ---------------------------------------------------------------
@@ -259,7 +276,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=_count,
         default=DEFAULT_WORKERS,
         help=f"worker processes (default {DEFAULT_WORKERS}; 0: one per CPU)",
     )
@@ -284,6 +301,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["critical", "error", "warning", "info", "debug", "trace"],
         help="uvicorn's own log level (stderr; default warning)",
     )
+
+
+def _count(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
 
 
 class GatewayError(Exception):
@@ -470,6 +494,7 @@ def serve(args: argparse.Namespace) -> int:
             no_limit=args.no_limit,
             access_log=not args.no_access_log,
             log_key=os.urandom(16).hex(),
+            parent_pid=os.getpid(),
         )
         os.environ[SETTINGS_ENV] = settings.to_env()
         for line in summary_lines(
