@@ -24,7 +24,7 @@ PORT ?= 8080
 GATEWAY_ARGS ?=
 
 .PHONY: run
-run: ## The main job: the reference gateway on http://$(HOST):$(PORT) (the documented limits, 4 workers)
+run: ## The main job: the reference gateway on http://127.0.0.1:8080 (HOST=, PORT=, GATEWAY_ARGS=)
 	@$(MAKE) -s --no-print-directory -C bindings-python build
 	exec bindings-python/.venv/bin/python -m aisoule_ratelimit gateway --host $(HOST) --port $(PORT) $(GATEWAY_ARGS)
 
