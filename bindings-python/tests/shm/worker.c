@@ -1,0 +1,116 @@
+/* A C process on a rate-limit table segment made by the Python binding (or any binding):
+ * the C library's asrl_limiter_new_in over the segment's cells, with the segment's seed.
+ *
+ * It maps the segment file itself and checks its header (core/host/src/shared.rs: magic,
+ * version, cell size, header size, capacity, file length). It cannot check the config
+ * fingerprint: the caller passes the same config the segment was made for.
+ *
+ * Usage: worker SEGMENT CONFIG_JSON CLOCK ATTEMPTS LOG STOP
+ *   CLOCK    "real" (CLOCK_MONOTONIC / CLOCK_REALTIME) or "frozen:NS" (both clocks NS)
+ *   ATTEMPTS checks of key "one-key" on route "/"; 0: until the file STOP exists
+ *   LOG      "-" or a file that gets one byte per admission, written after it returns
+ *   STOP     "-" or the file whose existence ends an ATTEMPTS 0 run
+ * Prints "READY" once the limiter is made, waits for a line on stdin, runs, then prints
+ * "ADMITTED n". Exit status 0, or 2 with a message on stderr. */
+#define _POSIX_C_SOURCE 200809L
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aisoule_ratelimit.h"
+
+#define HEADER_BYTES 128
+
+static uint64_t le64(const unsigned char *p) {
+  uint64_t v = 0;
+  int i;
+  for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+static uint32_t le32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t clock_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int fail(const char *what) {
+  fprintf(stderr, "worker: %s\n", what);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  const char *config;
+  int frozen, fd, log_fd = -1;
+  uint64_t frozen_ns = 0, attempts, admitted = 0, capacity, i;
+  struct stat st;
+  unsigned char *map;
+  asrl_options o;
+  asrl_limiter *l = NULL;
+  asrl_decision d;
+  char line[16];
+  asrl_result rc;
+
+  if (argc != 7) return fail("usage: worker SEGMENT CONFIG_JSON CLOCK ATTEMPTS LOG STOP");
+  config = argv[2];
+  frozen = strncmp(argv[3], "frozen:", 7) == 0;
+  if (frozen) frozen_ns = strtoull(argv[3] + 7, NULL, 10);
+  else if (strcmp(argv[3], "real") != 0) return fail("CLOCK must be real or frozen:NS");
+  attempts = strtoull(argv[4], NULL, 10);
+
+  fd = open(argv[1], O_RDWR);
+  if (fd < 0 || fstat(fd, &st) != 0) return fail("cannot open the segment");
+  if (st.st_size < HEADER_BYTES) return fail("segment shorter than its header");
+  map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) return fail("cannot map the segment");
+  close(fd);
+  if (memcmp(map, "ASRLTBL\0", 8) != 0 || le32(map + 8) != 1 || le32(map + 12) != ASRL_CELL_SIZE ||
+      le32(map + 20) != HEADER_BYTES)
+    return fail("not a layout-1 segment");
+  capacity = le64(map + 24);
+  if ((uint64_t)st.st_size != HEADER_BYTES + capacity * ASRL_CELL_SIZE) return fail("segment truncated");
+
+  memset(&o, 0, sizeof o);
+  o.capacity = capacity;
+  o.seed[0] = le64(map + 40);
+  o.seed[1] = le64(map + 48);
+  rc = asrl_limiter_new_in(config, strlen(config), &o, map + HEADER_BYTES, (size_t)(capacity * ASRL_CELL_SIZE),
+                           &l);
+  if (rc != ASRL_RESULT_OK) {
+    fprintf(stderr, "worker: asrl_limiter_new_in: result %u\n", (unsigned)rc);
+    return 2;
+  }
+  if (strcmp(argv[5], "-") != 0) {
+    log_fd = open(argv[5], O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (log_fd < 0) return fail("cannot open the log");
+  }
+
+  printf("READY\n");
+  fflush(stdout);
+  if (fgets(line, sizeof line, stdin) == NULL) return fail("no go line on stdin");
+
+  for (i = 0; attempts == 0 || i < attempts; i++) {
+    uint64_t mono = frozen ? frozen_ns : clock_ns(CLOCK_MONOTONIC);
+    uint64_t wall = frozen ? frozen_ns : clock_ns(CLOCK_REALTIME);
+    rc = asrl_check(l, (const uint8_t *)"one-key", 7, "/", 1, 1, mono, wall, &d);
+    if (rc != ASRL_RESULT_OK) return fail("asrl_check failed");
+    if (d.allowed) {
+      admitted++;
+      if (log_fd >= 0 && write(log_fd, "x", 1) != 1) return fail("cannot write the log");
+    }
+    if (attempts == 0 && (i & 1023) == 0 && strcmp(argv[6], "-") != 0 && access(argv[6], F_OK) == 0) break;
+  }
+  printf("ADMITTED %llu\n", (unsigned long long)admitted);
+  asrl_limiter_free(l);
+  return 0;
+}
