@@ -47,7 +47,11 @@ def c_worker(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The C worker, compiled against the C binding's static library (built here by cargo,
     once). Skips, saying why, only when there is no C compiler."""
     cc = next(
-        (found for name in (os.environ.get("CC", ""), "cc", "gcc", "clang") if name and (found := shutil.which(name))),
+        (
+            found
+            for name in (os.environ.get("CC", ""), "cc", "gcc", "clang")
+            if name and (found := shutil.which(name))
+        ),
         None,
     )
     if cc is None:
