@@ -72,7 +72,9 @@ def main() -> None:
                 for side, v in r.items():
                     times.setdefault(f"{what}|{side}", []).extend(v)
                 # Each shared batch against the in-process batch run just before it.
-                ratios.setdefault(what, []).extend(s / o for s, o in zip(r["shared"], r["in-process"], strict=True))
+                ratios.setdefault(what, []).extend(
+                    s / o for s, o in zip(r["shared"], r["in-process"], strict=True)
+                )
         print(f"Limiter.check(key, route): shared segment ({segment.parent}) vs in-process table;")
         print(f"capacity {CAPACITY} cells, {rounds} rounds of {n} interleaved batches of {len(KEYS)} calls")
         for what in ("10,000 keys", "one hot key"):
@@ -84,6 +86,7 @@ def main() -> None:
                 f"ratio shared / in-process {sh / own:.2f}x, median of paired batches "
                 f"{statistics.median(ratios[what]):.2f}x (quartiles {q[0]:.2f}-{q[2]:.2f}; goal <= 1.5x)"
             )
+
 
 if __name__ == "__main__":
     main()

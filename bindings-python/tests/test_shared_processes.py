@@ -270,3 +270,32 @@ def test_kill_9_during_a_run_keeps_the_counts(tmp_path: Path, worker_cmds: list[
     assert logged <= counted <= logged + kills, (logged, counted, kills)
     # The table still works for everyone.
     assert parent.check("another-key", "/", now_ns=NOW).remaining == 4_000_000 - 1
+
+
+def test_processes_creating_one_segment_at_once_share_it(tmp_path: Path) -> None:
+    seg = tmp_path / "table"
+    code = (
+        "import sys\n"
+        "from aisoule_ratelimit import Limiter\n"
+        "print('READY', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "limiter = Limiter.open_shared(sys.argv[1], capacity=512)\n"
+        f"print(limiter.check('k', '/v1/status', now_ns={NOW}).remaining)\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(seg)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline() == "READY\n"
+    for p in procs:  # all released at once: they race to create the segment
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6
+    # One segment won; every process counted in it.
+    assert sorted(int(o) for o in outs) == list(range(114, 120))
+    assert [p.name for p in tmp_path.iterdir()] == ["table"]  # no temporary file left
