@@ -252,6 +252,7 @@ def test_kill_9_during_a_run_keeps_the_counts(tmp_path: Path, worker_cmds: list[
         target = 1_000 * (round_ % 5 + 1)
         while victim.logged() < target:
             assert victim.proc.poll() is None, "a victim died by itself"
+            os.sched_yield()
         victim.kill()
         kills += 1
         assert all(s.proc.poll() is None for s in survivors), "a survivor died"
