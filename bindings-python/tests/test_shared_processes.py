@@ -63,15 +63,19 @@ def c_worker(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     )
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO_ROOT / "target"))
     exe = tmp_path_factory.mktemp("c-worker") / "worker"
+    include = REPO_ROOT / "bindings-c" / "include"
+    # The C binding's own open when it has one; else the worker maps the segment itself.
+    has_open = "asrl_limiter_open_shared(" in (include / "aisoule_ratelimit.h").read_text()
     subprocess.run(
         [
             cc,
+            *(["-DASRL_WORKER_OPEN_SHARED"] if has_open else []),
             "-std=c99",
             "-Wall",
             "-Wextra",
             "-Werror",
             "-O2",
-            f"-I{REPO_ROOT / 'bindings-c' / 'include'}",
+            f"-I{include}",
             str(SHM_DIR / "worker.c"),
             str(target / "release" / "libaisoule_ratelimit.a"),
             "-lpthread",

@@ -1,9 +1,11 @@
-/* A C process on a rate-limit table segment made by the Python binding (or any binding):
- * the C library's asrl_limiter_new_in over the segment's cells, with the segment's seed.
+/* A C process on a rate-limit table segment made by the Python binding (or any binding).
  *
- * It maps the segment file itself and checks its header (core/host/src/shared.rs: magic,
- * version, cell size, header size, capacity, file length). It cannot check the config
- * fingerprint: the caller passes the same config the segment was made for.
+ * Built with -DASRL_WORKER_OPEN_SHARED (when the header declares it), it opens the
+ * segment with the C binding's asrl_limiter_open_shared, which checks everything,
+ * config fingerprint included. Without it, it maps the segment file itself, checks the
+ * header (core/host/src/shared.rs: magic, version, cell size, header size, capacity,
+ * file length) and makes a limiter over the cells with asrl_limiter_new_in and the
+ * segment's seed; the caller passes the config the segment was made for.
  *
  * Usage: worker SEGMENT CONFIG_JSON CLOCK ATTEMPTS LOG STOP
  *   CLOCK    "real" (CLOCK_MONOTONIC / CLOCK_REALTIME) or "frozen:NS" (both clocks NS)
@@ -25,6 +27,33 @@
 
 #include "aisoule_ratelimit.h"
 
+static uint64_t clock_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int fail(const char *what) {
+  fprintf(stderr, "worker: %s\n", what);
+  return 2;
+}
+
+#ifdef ASRL_WORKER_OPEN_SHARED
+
+/* The C binding opens the segment: 0, or 2 with a message. */
+static int open_limiter(const char *path, const char *config, asrl_limiter **l) {
+  char why[512];
+  size_t n = 0;
+  asrl_result rc = asrl_limiter_open_shared(path, strlen(path), config, strlen(config), NULL, l);
+  if (rc == ASRL_RESULT_OK) return 0;
+  if (asrl_shared_error(why, sizeof why - 1, &n) != ASRL_RESULT_OK) n = 0;
+  why[n] = 0;
+  fprintf(stderr, "worker: asrl_limiter_open_shared: result %u: %s\n", (unsigned)rc, why);
+  return 2;
+}
+
+#else
+
 #define HEADER_BYTES 128
 
 static uint64_t le64(const unsigned char *p) {
@@ -38,58 +67,50 @@ static uint32_t le32(const unsigned char *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static uint64_t clock_ns(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int fail(const char *what) {
-  fprintf(stderr, "worker: %s\n", what);
-  return 2;
-}
-
-int main(int argc, char **argv) {
-  const char *config;
-  int frozen, fd, log_fd = -1;
-  uint64_t frozen_ns = 0, attempts, admitted = 0, capacity, i;
+/* Maps the segment, checks its header, makes a limiter over its cells with its seed:
+ * 0, or 2 with a message. The mapping stays for the life of the process. */
+static int open_limiter(const char *path, const char *config, asrl_limiter **l) {
   struct stat st;
   unsigned char *map;
+  uint64_t capacity;
   asrl_options o;
-  asrl_limiter *l = NULL;
-  asrl_decision d;
-  char line[16];
   asrl_result rc;
-
-  if (argc != 7) return fail("usage: worker SEGMENT CONFIG_JSON CLOCK ATTEMPTS LOG STOP");
-  config = argv[2];
-  frozen = strncmp(argv[3], "frozen:", 7) == 0;
-  if (frozen) frozen_ns = strtoull(argv[3] + 7, NULL, 10);
-  else if (strcmp(argv[3], "real") != 0) return fail("CLOCK must be real or frozen:NS");
-  attempts = strtoull(argv[4], NULL, 10);
-
-  fd = open(argv[1], O_RDWR);
+  int fd = open(path, O_RDWR);
   if (fd < 0 || fstat(fd, &st) != 0) return fail("cannot open the segment");
   if (st.st_size < HEADER_BYTES) return fail("segment shorter than its header");
   map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (map == MAP_FAILED) return fail("cannot map the segment");
   close(fd);
+  if (map == MAP_FAILED) return fail("cannot map the segment");
   if (memcmp(map, "ASRLTBL\0", 8) != 0 || le32(map + 8) != 1 || le32(map + 12) != ASRL_CELL_SIZE ||
       le32(map + 20) != HEADER_BYTES)
     return fail("not a layout-1 segment");
   capacity = le64(map + 24);
   if ((uint64_t)st.st_size != HEADER_BYTES + capacity * ASRL_CELL_SIZE) return fail("segment truncated");
-
   memset(&o, 0, sizeof o);
   o.capacity = capacity;
   o.seed[0] = le64(map + 40);
   o.seed[1] = le64(map + 48);
-  rc = asrl_limiter_new_in(config, strlen(config), &o, map + HEADER_BYTES, (size_t)(capacity * ASRL_CELL_SIZE),
-                           &l);
-  if (rc != ASRL_RESULT_OK) {
-    fprintf(stderr, "worker: asrl_limiter_new_in: result %u\n", (unsigned)rc);
-    return 2;
-  }
+  rc = asrl_limiter_new_in(config, strlen(config), &o, map + HEADER_BYTES, (size_t)(capacity * ASRL_CELL_SIZE), l);
+  if (rc == ASRL_RESULT_OK) return 0;
+  fprintf(stderr, "worker: asrl_limiter_new_in: result %u\n", (unsigned)rc);
+  return 2;
+}
+
+#endif
+
+int main(int argc, char **argv) {
+  int frozen, log_fd = -1;
+  uint64_t frozen_ns = 0, attempts, admitted = 0, i;
+  asrl_limiter *l = NULL;
+  asrl_decision d;
+  char line[16];
+
+  if (argc != 7) return fail("usage: worker SEGMENT CONFIG_JSON CLOCK ATTEMPTS LOG STOP");
+  frozen = strncmp(argv[3], "frozen:", 7) == 0;
+  if (frozen) frozen_ns = strtoull(argv[3] + 7, NULL, 10);
+  else if (strcmp(argv[3], "real") != 0) return fail("CLOCK must be real or frozen:NS");
+  attempts = strtoull(argv[4], NULL, 10);
+  if (open_limiter(argv[1], argv[2], &l) != 0) return 2;
   if (strcmp(argv[5], "-") != 0) {
     log_fd = open(argv[5], O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (log_fd < 0) return fail("cannot open the log");
@@ -102,8 +123,8 @@ int main(int argc, char **argv) {
   for (i = 0; attempts == 0 || i < attempts; i++) {
     uint64_t mono = frozen ? frozen_ns : clock_ns(CLOCK_MONOTONIC);
     uint64_t wall = frozen ? frozen_ns : clock_ns(CLOCK_REALTIME);
-    rc = asrl_check(l, (const uint8_t *)"one-key", 7, "/", 1, 1, mono, wall, &d);
-    if (rc != ASRL_RESULT_OK) return fail("asrl_check failed");
+    if (asrl_check(l, (const uint8_t *)"one-key", 7, "/", 1, 1, mono, wall, &d) != ASRL_RESULT_OK)
+      return fail("asrl_check failed");
     if (d.allowed) {
       admitted++;
       if (log_fd >= 0 && write(log_fd, "x", 1) != 1) return fail("cannot write the log");
