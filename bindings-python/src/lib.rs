@@ -19,7 +19,9 @@ use aisoule_ratelimit::{
     Cell, Config, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed,
     Target, BODY_CONTENT_TYPE, CELL_SIZE,
 };
-use aisoule_ratelimit_host::{monotonic_ns as mono_ns, os_seed, wall_ns, SharedError, SharedTable, Table};
+use aisoule_ratelimit_host::{
+    monotonic_ns as mono_ns, try_os_seed, wall_ns, SharedError, SharedTable, Table,
+};
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -156,7 +158,11 @@ impl Limiter {
                 Some(path),
             ));
         }
-        let seed = seed.unwrap_or_else(os_seed);
+        // No random source: the OSError of getrandom(2), not a panic.
+        let seed = match seed {
+            Some(s) => s,
+            None => try_os_seed()?,
+        };
         let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
         let cells = usize::try_from(capacity)
             .ok()
