@@ -44,8 +44,9 @@ def open_segment(path: Path, cfg: dict[str, object], capacity: int = 4096) -> Li
 
 @pytest.fixture(scope="session")
 def c_worker(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The C worker, compiled against the C binding's static library (built here by cargo,
-    once). Skips, saying why, only when there is no C compiler."""
+    """The C worker (`asrl_limiter_open_shared`), compiled against the C binding's static
+    library (built here by cargo, once). Skips, saying why, only when there is no C
+    compiler."""
     cc = next(
         (
             found
@@ -64,12 +65,9 @@ def c_worker(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO_ROOT / "target"))
     exe = tmp_path_factory.mktemp("c-worker") / "worker"
     include = REPO_ROOT / "bindings-c" / "include"
-    # The C binding's own open when it has one; else the worker maps the segment itself.
-    has_open = "asrl_limiter_open_shared(" in (include / "aisoule_ratelimit.h").read_text()
     subprocess.run(
         [
             cc,
-            *(["-DASRL_WORKER_OPEN_SHARED"] if has_open else []),
             "-std=c99",
             "-Wall",
             "-Wextra",
@@ -188,6 +186,16 @@ def test_a_key_counted_by_c_is_seen_by_python(tmp_path: Path, c_worker: list[str
     parent = open_segment(seg, WINDOW)
     assert run_all([Worker(c_worker, seg, WINDOW, f"frozen:{NOW}", 7)]) == [7]
     assert parent.check("one-key", "/", now_ns=NOW).remaining == 50_000 - 8
+
+
+def test_c_refuses_a_python_segment_of_another_config(tmp_path: Path, c_worker: list[str]) -> None:
+    seg = tmp_path / "table"
+    open_segment(seg, WINDOW).check("one-key", "/", now_ns=NOW)
+    before = seg.read_bytes()
+    other = config([{"algorithm": "window", "limit": 50_001, "period_ms": 86_400_000}])
+    with pytest.raises(AssertionError, match="segment was made for other policies or routes"):
+        Worker(c_worker, seg, other, f"frozen:{NOW}", 1)
+    assert seg.read_bytes() == before
 
 
 # --- the real clock: never more than the contract allows ---------------------------------

@@ -1,11 +1,6 @@
-/* A C process on a rate-limit table segment made by the Python binding (or any binding).
- *
- * Built with -DASRL_WORKER_OPEN_SHARED (when the header declares it), it opens the
- * segment with the C binding's asrl_limiter_open_shared, which checks everything,
- * config fingerprint included. Without it, it maps the segment file itself, checks the
- * header (core/host/src/shared.rs: magic, version, cell size, header size, capacity,
- * file length) and makes a limiter over the cells with asrl_limiter_new_in and the
- * segment's seed; the caller passes the config the segment was made for.
+/* A C process on a rate-limit table segment made by the Python binding (or any binding):
+ * the C binding's asrl_limiter_open_shared, which checks the segment's layout, capacity
+ * and config fingerprint and takes its seed.
  *
  * Usage: worker SEGMENT CONFIG_JSON CLOCK ATTEMPTS LOG STOP
  *   CLOCK    "real" (CLOCK_MONOTONIC / CLOCK_REALTIME) or "frozen:NS" (both clocks NS)
@@ -20,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,8 +31,6 @@ static int fail(const char *what) {
   return 2;
 }
 
-#ifdef ASRL_WORKER_OPEN_SHARED
-
 /* The C binding opens the segment: 0, or 2 with a message. */
 static int open_limiter(const char *path, const char *config, asrl_limiter **l) {
   char why[512];
@@ -51,52 +42,6 @@ static int open_limiter(const char *path, const char *config, asrl_limiter **l) 
   fprintf(stderr, "worker: asrl_limiter_open_shared: result %u: %s\n", (unsigned)rc, why);
   return 2;
 }
-
-#else
-
-#define HEADER_BYTES 128
-
-static uint64_t le64(const unsigned char *p) {
-  uint64_t v = 0;
-  int i;
-  for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-
-static uint32_t le32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* Maps the segment, checks its header, makes a limiter over its cells with its seed:
- * 0, or 2 with a message. The mapping stays for the life of the process. */
-static int open_limiter(const char *path, const char *config, asrl_limiter **l) {
-  struct stat st;
-  unsigned char *map;
-  uint64_t capacity;
-  asrl_options o;
-  asrl_result rc;
-  int fd = open(path, O_RDWR);
-  if (fd < 0 || fstat(fd, &st) != 0) return fail("cannot open the segment");
-  if (st.st_size < HEADER_BYTES) return fail("segment shorter than its header");
-  map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (map == MAP_FAILED) return fail("cannot map the segment");
-  if (memcmp(map, "ASRLTBL\0", 8) != 0 || le32(map + 8) != 1 || le32(map + 12) != ASRL_CELL_SIZE ||
-      le32(map + 20) != HEADER_BYTES)
-    return fail("not a layout-1 segment");
-  capacity = le64(map + 24);
-  if ((uint64_t)st.st_size != HEADER_BYTES + capacity * ASRL_CELL_SIZE) return fail("segment truncated");
-  memset(&o, 0, sizeof o);
-  o.capacity = capacity;
-  o.seed[0] = le64(map + 40);
-  o.seed[1] = le64(map + 48);
-  rc = asrl_limiter_new_in(config, strlen(config), &o, map + HEADER_BYTES, (size_t)(capacity * ASRL_CELL_SIZE), l);
-  if (rc == ASRL_RESULT_OK) return 0;
-  fprintf(stderr, "worker: asrl_limiter_new_in: result %u\n", (unsigned)rc);
-  return 2;
-}
-
-#endif
 
 int main(int argc, char **argv) {
   int frozen, log_fd = -1;
