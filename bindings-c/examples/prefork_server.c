@@ -1,17 +1,20 @@
 /* prefork_server: a small HTTP server on 127.0.0.1 limited by libaisoule_ratelimit.
  *
- *   prefork_server [-p PORT] [-w WORKERS] [-c CONFIG.json] [-s x|ietf|both]
+ *   prefork_server [-p PORT] [-w WORKERS] [-c CONFIG.json] [-s x|ietf|both] [-S PATH]
  *
  * The parent binds the socket, forks WORKERS processes that each accept() and answer one
  * request a connection, and forwards SIGTERM/SIGINT to them. Routes: /v1/status,
  * /v1/messages, /v1/media (anything else: 404). The API key is the `Authorization:
  * Bearer <key>` header; a request without one gets 401. Every limited answer carries the
- * documented rate-limit headers; a denied one is the library's 429.
+ * documented rate-limit headers; a denied one is the library's 429. Every answer says
+ * which worker gave it (`X-Worker: <pid>`).
  *
- * NOTE: each worker makes its own limiter with an in-process table, so a key's limits
- * are counted per worker: with N workers a client may get up to N times the limit. One
- * table shared by all workers (asrl_limiter_new_in over a shared-memory segment) is the
- * next step; run with -w 1 for exact limits meanwhile.
+ * -S PATH: every worker opens the shared-memory segment at PATH (asrl_limiter_open_shared;
+ * created by the parent if missing, e.g. /dev/shm/myapi-ratelimit), so all workers, and
+ * any other process opening PATH with the same config, count in one table: a key gets
+ * exactly its limits however many workers answer it. The segment outlives the server
+ * (`rm PATH` to start afresh). Without -S each worker has its own in-process table and a
+ * key may get up to WORKERS times its limits.
  *
  * PORT 0 picks a free port; the server prints "listening on 127.0.0.1:PORT" once it
  * accepts connections. */
@@ -31,7 +34,6 @@
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_WORKERS 64
@@ -42,12 +44,6 @@ static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) {
   (void)sig;
   g_stop = 1;
-}
-
-static uint64_t clock_ns(clockid_t id) {
-  struct timespec ts;
-  clock_gettime(id, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static int send_all(int fd, const char *p, size_t n) {
@@ -70,8 +66,8 @@ static void respond_as(int fd, int status, const char *reason, const char *conte
   char head[512];
   int n = snprintf(head, sizeof head,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-                   "Content-Length: %zu\r\nConnection: close\r\n",
-                   status, reason, content_type, body_len);
+                   "Content-Length: %zu\r\nConnection: close\r\nX-Worker: %d\r\n",
+                   status, reason, content_type, body_len, (int)getpid());
   if (n < 0 || (size_t)n >= sizeof head) return;
   if (send_all(fd, head, (size_t)n) || send_all(fd, headers, headers_len) ||
       send_all(fd, "\r\n", 2) || send_all(fd, body, body_len))
@@ -153,7 +149,7 @@ static void serve(int fd, const asrl_limiter *limiter) {
   key_len = auth_len - 7;
 
   rc = asrl_check(limiter, (const uint8_t *)key, key_len, sp1 + 1, path_len, 1,
-                  clock_ns(CLOCK_MONOTONIC), clock_ns(CLOCK_REALTIME), &d);
+                  asrl_monotonic_ns(), asrl_wall_ns(), &d);
   if (rc != ASRL_RESULT_OK) {
     /* A path that is not UTF-8, say: refuse it rather than let it through unlimited. */
     static const char bad[] = "{\"success\":false,\"error\":{\"code\":\"bad_request\"}}";
@@ -185,14 +181,33 @@ static void serve(int fd, const asrl_limiter *limiter) {
   }
 }
 
-static int worker(int listener, const char *config, size_t config_len, const asrl_options *opts) {
+/* A limiter over the segment at `shared` (every worker's counts in one table), or with a
+ * table of its own when `shared` is NULL. On failure prints why and returns NULL. */
+static asrl_limiter *open_limiter(const char *shared, const char *config, size_t config_len,
+                                  const asrl_options *opts, const char *who) {
   asrl_limiter *limiter = NULL;
-  /* This worker's own table (see the NOTE at the top). */
-  asrl_result rc = asrl_limiter_new(config, config_len, opts, &limiter);
+  asrl_result rc = shared ? asrl_limiter_open_shared(shared, strlen(shared), config, config_len, opts, &limiter)
+                          : asrl_limiter_new(config, config_len, opts, &limiter);
   if (rc != ASRL_RESULT_OK) {
-    fprintf(stderr, "worker %d: asrl_limiter_new failed (%u)\n", (int)getpid(), (unsigned)rc);
-    return 1;
+    char msg[1024];
+    size_t n = 0;
+    /* The reason, naming the field or the difference; else the result's text. */
+    if (!(shared ? asrl_shared_error(msg, sizeof msg - 1, &n) == ASRL_RESULT_OK && n > 0
+                 : rc == ASRL_RESULT_INVALID_CONFIG &&
+                       asrl_config_error(config, config_len, msg, sizeof msg - 1, &n) == ASRL_RESULT_OK))
+      asrl_result_message(rc, msg, sizeof msg - 1, &n);
+    msg[n] = '\0';
+    fprintf(stderr, "%s: %s\n", who, msg);
+    return NULL;
   }
+  return limiter;
+}
+
+static int worker(int listener, const char *shared, const char *config, size_t config_len,
+                  const asrl_options *opts) {
+  /* Each worker opens the segment by its path, as any other process would. */
+  asrl_limiter *limiter = open_limiter(shared, config, config_len, opts, "worker");
+  if (!limiter) return 1;
   while (!g_stop) {
     struct timeval tv;
     int fd = accept(listener, NULL, NULL);
@@ -235,11 +250,10 @@ static char *read_file(const char *path, size_t *len) {
 
 int main(int argc, char **argv) {
   int port = 8080, workers = 2, opt, listener, one = 1, i, status = 0;
-  const char *config_path = NULL;
+  const char *config_path = NULL, *shared = NULL;
   char *config = NULL;
   size_t config_len = 0;
   asrl_options opts;
-  asrl_result rc;
   asrl_limiter *probe = NULL;
   struct sockaddr_in addr;
   socklen_t addr_len = sizeof addr;
@@ -247,7 +261,7 @@ int main(int argc, char **argv) {
   struct sigaction sa;
 
   memset(&opts, 0, sizeof opts); /* the defaults; seed from the OS */
-  while ((opt = getopt(argc, argv, "p:w:c:s:")) != -1) {
+  while ((opt = getopt(argc, argv, "p:w:c:s:S:")) != -1) {
     switch (opt) {
       case 'p': port = atoi(optarg); break;
       case 'w': workers = atoi(optarg); break;
@@ -257,8 +271,10 @@ int main(int argc, char **argv) {
                             : strcmp(optarg, "both") == 0 ? ASRL_HEADER_STYLE_BOTH
                                                           : ASRL_HEADER_STYLE_X_RATE_LIMIT;
         break;
+      case 'S': shared = optarg; break;
       default:
-        fprintf(stderr, "usage: %s [-p PORT] [-w WORKERS] [-c CONFIG.json] [-s x|ietf|both]\n", argv[0]);
+        fprintf(stderr, "usage: %s [-p PORT] [-w WORKERS] [-c CONFIG.json] [-s x|ietf|both] [-S PATH]\n",
+                argv[0]);
         return 2;
     }
   }
@@ -273,18 +289,10 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  /* Check the config once in the parent, with its error text. */
-  rc = asrl_limiter_new(config, config_len, &opts, &probe);
-  if (rc != ASRL_RESULT_OK) {
-    char msg[256];
-    size_t n = 0;
-    if (rc != ASRL_RESULT_INVALID_CONFIG ||
-        asrl_config_error(config, config_len, msg, sizeof msg - 1, &n) != ASRL_RESULT_OK)
-      asrl_result_message(rc, msg, sizeof msg - 1, &n);
-    msg[n] = '\0';
-    fprintf(stderr, "config: %s\n", msg);
-    return 2;
-  }
+  /* Check the config (and the segment, creating it) once in the parent, with the error's
+   * text: a stale segment made for another config is refused here, by name. */
+  probe = open_limiter(shared, config, config_len, &opts, shared ? shared : "config");
+  if (!probe) return 2;
   asrl_limiter_free(probe);
 
   listener = socket(AF_INET, SOCK_STREAM, 0);
@@ -316,13 +324,16 @@ int main(int argc, char **argv) {
       return 1;
     }
     if (pids[i] == 0) {
-      int code = worker(listener, config, config_len, &opts);
+      int code = worker(listener, shared, config, config_len, &opts);
       free(config);
       close(listener);
       _exit(code);
     }
   }
-  printf("listening on 127.0.0.1:%d (%d workers, a table each)\n", ntohs(addr.sin_port), workers);
+  if (shared)
+    printf("listening on 127.0.0.1:%d (%d workers, one table in %s)\n", ntohs(addr.sin_port), workers, shared);
+  else
+    printf("listening on 127.0.0.1:%d (%d workers, a table each)\n", ntohs(addr.sin_port), workers);
   fflush(stdout);
 
   /* Wait for a signal or a worker's exit, then stop the others. */

@@ -99,6 +99,43 @@ enum asrl_result
    * does not match the capacity the options or the config ask for.
    */
   ASRL_RESULT_TABLE_SIZE = 12,
+  /**
+   * `asrl_limiter_open_shared`: a system call on the segment failed (a missing
+   * directory, no permission, a read-only file or file system, the path is a
+   * directory...). `asrl_shared_error` gives the path, the operation and the
+   * system's error.
+   */
+  ASRL_RESULT_SHARED_IO = 13,
+  /**
+   * `asrl_limiter_open_shared`: the file exists but is not a segment (its first bytes
+   * are not the segment magic). Nothing was written to it.
+   */
+  ASRL_RESULT_SHARED_NOT_A_SEGMENT = 14,
+  /**
+   * `asrl_limiter_open_shared`: the segment was written with another layout (layout
+   * version, cell size or alignment): a library of another release made it.
+   */
+  ASRL_RESULT_SHARED_LAYOUT = 15,
+  /**
+   * `asrl_limiter_open_shared`: the segment has another capacity than the options or
+   * the config ask for (ask for 0 to accept the segment's).
+   */
+  ASRL_RESULT_SHARED_CAPACITY = 16,
+  /**
+   * `asrl_limiter_open_shared`: the segment was made for other policies or routes
+   * (the config's fingerprint differs): every process sharing a segment needs the
+   * same config.
+   */
+  ASRL_RESULT_SHARED_CONFIG = 17,
+  /**
+   * `asrl_limiter_open_shared`: the file is shorter or longer than its header says.
+   */
+  ASRL_RESULT_SHARED_TRUNCATED = 18,
+  /**
+   * `asrl_limiter_open_shared`: the segment header's check hash does not match its
+   * fields, or the file is otherwise not a usable segment.
+   */
+  ASRL_RESULT_SHARED_CORRUPT = 19,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -233,7 +270,8 @@ typedef struct asrl_decision {
 typedef struct asrl_options {
   /**
    * Table cells; 0: the config's `"capacity"`, else `ASRL_DEFAULT_CAPACITY`. At most
-   * 2^32. With caller memory, 0 or the memory's cell count.
+   * 2^32. With caller memory, 0 or the memory's cell count. With a shared segment, 0
+   * also accepts an existing segment's capacity.
    */
   uint64_t capacity;
   /**
@@ -246,7 +284,8 @@ typedef struct asrl_options {
   uint32_t header_style;
   /**
    * The table's secret hash key; `{0, 0}`: 128 bits from the operating system. Give
-   * every process sharing one table the same seed.
+   * every process sharing caller memory the same seed. Must be `{0, 0}` for
+   * `asrl_limiter_open_shared` (the segment holds its seed).
    */
   uint64_t seed[2];
 } asrl_options;
@@ -281,6 +320,20 @@ const char *asrl_version(void);
  * string; do not free it.
  */
 const char *asrl_body_content_type(void);
+
+/**
+ * `CLOCK_MONOTONIC` in nanoseconds: what `asrl_check` wants as `mono_ns`. The clock
+ * Python's `time.monotonic_ns()` and Node's `process.hrtime.bigint()` read too, so
+ * processes of every language sharing a segment agree on it. (Reading
+ * `clock_gettime(CLOCK_MONOTONIC)` yourself is the same.)
+ */
+uint64_t asrl_monotonic_ns(void);
+
+/**
+ * Unix-epoch nanoseconds (`CLOCK_REALTIME`; 0 before 1970): what `asrl_check` wants
+ * as `wall_ns` (it only prints `X-RateLimit-Reset`).
+ */
+uint64_t asrl_wall_ns(void);
 
 #if defined(ASRL_FEATURE_TEST_PANIC)
 /**
@@ -493,8 +546,10 @@ asrl_result asrl_limiter_new_in(const char *config,
                                 struct asrl_limiter **limiter_out);
 
 /**
- * Frees a limiter made by `asrl_limiter_new` or `asrl_limiter_new_in` (and its table,
- * when it owns one; caller memory is left as it is). NULL does nothing.
+ * Frees a limiter made by `asrl_limiter_new`, `asrl_limiter_new_in` or
+ * `asrl_limiter_open_shared`: its own table is freed, a shared segment is unmapped (the
+ * segment and its counts stay for the other processes), caller memory is left as it is.
+ * NULL does nothing.
  *
  * # Safety
  *
@@ -616,6 +671,81 @@ asrl_result asrl_result_message(uint32_t result,
                                 char *buf,
                                 size_t len,
                                 size_t *written_out);
+
+/**
+ * Makes a limiter over the table in the shared-memory segment at `path`, creating the
+ * segment if there is none: every process (and every binding: C, Python, Node) that
+ * opens the same path with the same config shares one set of counts.
+ *
+ * `path`/`path_len`: a file path, not NUL-terminated (bytes, as the file system takes
+ * them; relative to the working directory unless absolute), usually under `/dev/shm`
+ * (`/dev/shm/myapi-ratelimit`). A new segment is created with mode 0600 (owner
+ * only), built under a temporary name and published whole with `link(2)`: of
+ * processes creating it at once, one wins and the others open the winner's. The
+ * segment holds a header (magic, layout version, cell layout, capacity, the config's
+ * fingerprint, the hash seed) and the cells; it outlives the processes (remove it
+ * with `unlink`/`rm` when no process uses it).
+ *
+ * `config`/`config_len`: as `asrl_limiter_new`; it must be the config the segment was
+ * made for (its policies and routes: `ASRL_RESULT_SHARED_CONFIG` otherwise).
+ * `options`: NULL for the defaults; `capacity` 0 asks for the config's `"capacity"`,
+ * else accepts an existing segment's, else creates `ASRL_DEFAULT_CAPACITY` cells; a
+ * non-zero one must match an existing segment's. `seed` must be `{0, 0}`: the segment
+ * holds its seed (made from the operating system's random source by the process that
+ * created it). `full_table_mode` and `header_style` are this limiter's own. Counts are
+ * shared; `asrl_limiter_stats` counts this limiter's answers only.
+ *
+ * Every other function takes the limiter as it takes any (checks, peeks, writers);
+ * `asrl_limiter_free` unmaps the segment and leaves it in place.
+ *
+ * On success `*limiter_out` is a new limiter the caller owns and frees with
+ * `asrl_limiter_free`; on failure it is not written, no existing file was modified
+ * and no file was left behind; `asrl_shared_error` then writes why, naming the
+ * difference (`segment has capacity 1024, this process asked for 4096`).
+ *
+ * # Errors
+ *
+ * `ASRL_RESULT_SHARED_IO` (a missing directory, no permission, a read-only file or
+ * file system), `ASRL_RESULT_SHARED_NOT_A_SEGMENT`, `ASRL_RESULT_SHARED_LAYOUT`,
+ * `ASRL_RESULT_SHARED_CAPACITY`, `ASRL_RESULT_SHARED_CONFIG`,
+ * `ASRL_RESULT_SHARED_TRUNCATED`, `ASRL_RESULT_SHARED_CORRUPT`,
+ * `ASRL_RESULT_INVALID_CONFIG`, `ASRL_RESULT_INVALID_PARAMETER` (an empty path or one
+ * with a NUL byte, a non-zero seed, bad option values, a capacity above 2^32),
+ * `ASRL_RESULT_NULL_PARAMETER`.
+ *
+ * # Safety
+ *
+ * `path` must be NULL or `path_len` readable bytes; `config` NULL or `config_len`
+ * readable bytes; `options` NULL or a readable `asrl_options`; `limiter_out` a
+ * writable `asrl_limiter *`. The segment must only be written by this library (of the
+ * same release: the header checks catch other layouts) and must not be truncated
+ * while mapped.
+ */
+asrl_result asrl_limiter_open_shared(const char *path,
+                                     size_t path_len,
+                                     const char *config,
+                                     size_t config_len,
+                                     const struct asrl_options *options,
+                                     struct asrl_limiter **limiter_out);
+
+/**
+ * Writes why the last `asrl_limiter_open_shared` on this thread failed, naming the
+ * difference or the system's error: `segment has capacity 1024, this process asked
+ * for 4096`, `/dev/shm/x/seg: cannot open: No such file or directory (os error 2)`, or
+ * the config's error as `asrl_config_error` words it. Nothing (`*written_out == 0`)
+ * when it succeeded or was never called. Text written as `asrl_result_message` does.
+ *
+ * # Errors
+ *
+ * `ASRL_RESULT_INSUFFICIENT_SIZE`, `ASRL_RESULT_NULL_PARAMETER`.
+ *
+ * # Safety
+ *
+ * `buf` must be NULL or `len` writable bytes; `written_out` a writable `size_t`.
+ */
+asrl_result asrl_shared_error(char *buf,
+                              size_t len,
+                              size_t *written_out);
 
 #if defined(ASRL_FEATURE_BENCH)
 /**

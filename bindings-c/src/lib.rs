@@ -20,6 +20,7 @@ mod ffi;
 mod limiter;
 mod panic;
 mod result;
+mod shared;
 
 use std::ffi::{c_char, CStr};
 
@@ -34,6 +35,7 @@ pub use limiter::{
     asrl_table_bytes, ASRL_CELL_SIZE, ASRL_DEFAULT_CAPACITY, ASRL_TABLE_ALIGN,
 };
 pub use result::{asrl_result, asrl_result_message};
+pub use shared::{asrl_limiter_open_shared, asrl_shared_error};
 
 /// The crate version, NUL-terminated (it is `ASRL_VERSION_STRING` of the header).
 const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
@@ -68,6 +70,22 @@ const _: () = {
 #[no_mangle]
 pub extern "C" fn asrl_body_content_type() -> *const c_char {
     CONTENT_TYPE.as_ptr()
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: what `asrl_check` wants as `mono_ns`. The clock
+/// Python's `time.monotonic_ns()` and Node's `process.hrtime.bigint()` read too, so
+/// processes of every language sharing a segment agree on it. (Reading
+/// `clock_gettime(CLOCK_MONOTONIC)` yourself is the same.)
+#[no_mangle]
+pub extern "C" fn asrl_monotonic_ns() -> u64 {
+    panic::ffi_panic_boundary! { aisoule_ratelimit_host::monotonic_ns() }
+}
+
+/// Unix-epoch nanoseconds (`CLOCK_REALTIME`; 0 before 1970): what `asrl_check` wants
+/// as `wall_ns` (it only prints `X-RateLimit-Reset`).
+#[no_mangle]
+pub extern "C" fn asrl_wall_ns() -> u64 {
+    panic::ffi_panic_boundary! { aisoule_ratelimit_host::wall_ns() }
 }
 
 /// Panics inside the panic boundary and returns what the boundary gives:

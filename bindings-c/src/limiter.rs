@@ -3,7 +3,6 @@
 use std::alloc::{self, Layout};
 use std::ffi::c_char;
 use std::fmt::Write as _;
-use std::io::Read;
 
 use asrl_core::json::{parse_config, MAX_CAPACITY};
 use asrl_core::{Cell, Config, FullTableMode, HeaderStyle, Limiter, PolicyId, Seed, CELL_SIZE, MAX_POLICIES};
@@ -50,24 +49,28 @@ pub enum asrl_header_style {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct asrl_options {
     /// Table cells; 0: the config's `"capacity"`, else `ASRL_DEFAULT_CAPACITY`. At most
-    /// 2^32. With caller memory, 0 or the memory's cell count.
+    /// 2^32. With caller memory, 0 or the memory's cell count. With a shared segment, 0
+    /// also accepts an existing segment's capacity.
     pub capacity: u64,
     /// An `asrl_full_table_mode` value (default `ASRL_FULL_TABLE_MODE_OPEN`).
     pub full_table_mode: u32,
     /// An `asrl_header_style` value (default `ASRL_HEADER_STYLE_X_RATE_LIMIT`).
     pub header_style: u32,
     /// The table's secret hash key; `{0, 0}`: 128 bits from the operating system. Give
-    /// every process sharing one table the same seed.
+    /// every process sharing caller memory the same seed. Must be `{0, 0}` for
+    /// `asrl_limiter_open_shared` (the segment holds its seed).
     pub seed: [u64; 2],
 }
 
 /// Where the cells live.
 #[derive(Debug)]
 pub(crate) enum Table {
-    /// Allocated by `asrl_limiter_new`, zeroed, freed by `asrl_limiter_free`.
-    Owned(Box<[Cell]>),
+    /// The host crate's tables: owned by this process (`asrl_limiter_new`: allocated,
+    /// zeroed, freed by `asrl_limiter_free`) or mapped from a shared-memory segment
+    /// (`asrl_limiter_open_shared`: unmapped by `asrl_limiter_free`).
+    Host(aisoule_ratelimit_host::Table),
     /// Caller memory given to `asrl_limiter_new_in`.
-    Borrowed(CallerTable),
+    Caller(CallerTable),
 }
 
 /// Caller-owned cells: a pointer and a count, valid while the limiter lives.
@@ -86,11 +89,11 @@ unsafe impl Sync for CallerTable {}
 impl AsRef<[Cell]> for Table {
     fn as_ref(&self) -> &[Cell] {
         match self {
-            Table::Owned(cells) => cells,
+            Table::Host(t) => t.as_ref(),
             // SAFETY: `asrl_limiter_new_in` checked the pointer non-NULL, 16-byte aligned
             // and `len` cells long; the caller promised the memory stays valid (and is
             // only touched through limiters) until `asrl_limiter_free`.
-            Table::Borrowed(t) => unsafe { std::slice::from_raw_parts(t.cells, t.len) },
+            Table::Caller(t) => unsafe { std::slice::from_raw_parts(t.cells, t.len) },
         }
     }
 }
@@ -130,7 +133,7 @@ pub struct asrl_stats {
 /// # Safety
 ///
 /// `config` must be NULL or `config_len` readable bytes.
-unsafe fn load_config(
+pub(crate) unsafe fn load_config(
     config: *const c_char,
     config_len: usize,
 ) -> Result<(Config, Option<u64>), asrl_result> {
@@ -147,29 +150,30 @@ unsafe fn load_config(
     Ok((parsed.config, parsed.capacity))
 }
 
-/// 128 bits from `/dev/urandom`.
+/// 128 bits from the operating system (getrandom(2), through the host crate).
 fn os_seed() -> Result<Seed, asrl_result> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|_| asrl_result::SeedUnavailable)?;
-    let (lo, hi) = bytes.split_at(8);
-    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-    Ok(Seed([word(lo), word(hi)]))
+    aisoule_ratelimit_host::try_os_seed().map_err(|_| asrl_result::SeedUnavailable)
 }
 
-/// Checked options: capacity (0: unset), mode, style, seed.
-struct Options {
-    capacity: u64,
-    mode: FullTableMode,
-    style: HeaderStyle,
-    seed: Seed,
+/// Checked options: capacity (0: unset), mode, style, seed (`None`: `{0, 0}`, none given).
+pub(crate) struct Options {
+    pub(crate) capacity: u64,
+    pub(crate) mode: FullTableMode,
+    pub(crate) style: HeaderStyle,
+    pub(crate) seed: Option<Seed>,
+}
+
+impl Options {
+    /// The given seed, or a fresh one from the operating system.
+    fn seed_or_os(&self) -> Result<Seed, asrl_result> {
+        self.seed.map_or_else(os_seed, Ok)
+    }
 }
 
 /// # Safety
 ///
 /// `options` must be NULL or point to a readable `asrl_options`.
-unsafe fn load_options(options: *const asrl_options) -> Result<Options, asrl_result> {
+pub(crate) unsafe fn load_options(options: *const asrl_options) -> Result<Options, asrl_result> {
     let o = if options.is_null() {
         asrl_options::default()
     } else {
@@ -191,11 +195,7 @@ unsafe fn load_options(options: *const asrl_options) -> Result<Options, asrl_res
     if o.capacity > MAX_CAPACITY {
         return Err(asrl_result::InvalidParameter);
     }
-    let seed = if o.seed == [0, 0] {
-        os_seed()?
-    } else {
-        Seed(o.seed)
-    };
+    let seed = (o.seed != [0, 0]).then_some(Seed(o.seed));
     Ok(Options {
         capacity: o.capacity,
         mode,
@@ -204,13 +204,13 @@ unsafe fn load_options(options: *const asrl_options) -> Result<Options, asrl_res
     })
 }
 
-fn make(config: Config, table: Table, o: &Options) -> Box<asrl_limiter> {
+pub(crate) fn make(config: Config, table: Table, seed: Seed, o: &Options) -> Box<asrl_limiter> {
     let mut ids = [None; MAX_POLICIES];
     for (slot, policy) in ids.iter_mut().zip(config.policies()) {
         *slot = config.policy_id(policy.name());
     }
     Box::new(asrl_limiter {
-        inner: Limiter::with_full_table_mode(config, table, o.seed, o.mode),
+        inner: Limiter::with_full_table_mode(config, table, seed, o.mode),
         style: o.style,
         ids,
     })
@@ -283,11 +283,16 @@ pub unsafe extern "C" fn asrl_limiter_new(
         } else {
             config_capacity.unwrap_or(ASRL_DEFAULT_CAPACITY)
         };
+        let seed = match o.seed_or_os() {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
         let cells = match alloc_table(capacity) {
             Ok(c) => c,
             Err(e) => return e,
         };
-        let limiter = make(config, Table::Owned(cells), &o);
+        let table = Table::Host(aisoule_ratelimit_host::Table::Owned(cells));
+        let limiter = make(config, table, seed, &o);
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { write_out(limiter_out, Box::into_raw(limiter)) };
         asrl_result::Ok
@@ -350,19 +355,25 @@ pub unsafe extern "C" fn asrl_limiter_new_in(
         if wanted.iter().flatten().any(|&c| c != cells as u64) {
             return asrl_result::TableSize;
         }
-        let table = Table::Borrowed(CallerTable {
+        let seed = match o.seed_or_os() {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let table = Table::Caller(CallerTable {
             cells: table.cast::<Cell>().cast_const(),
             len: cells,
         });
-        let limiter = make(config, table, &o);
+        let limiter = make(config, table, seed, &o);
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { write_out(limiter_out, Box::into_raw(limiter)) };
         asrl_result::Ok
     }
 }
 
-/// Frees a limiter made by `asrl_limiter_new` or `asrl_limiter_new_in` (and its table,
-/// when it owns one; caller memory is left as it is). NULL does nothing.
+/// Frees a limiter made by `asrl_limiter_new`, `asrl_limiter_new_in` or
+/// `asrl_limiter_open_shared`: its own table is freed, a shared segment is unmapped (the
+/// segment and its counts stay for the other processes), caller memory is left as it is.
+/// NULL does nothing.
 ///
 /// # Safety
 ///
@@ -393,6 +404,44 @@ pub extern "C" fn asrl_table_bytes(capacity: u64) -> usize {
             .and_then(|c| c.checked_mul(ASRL_CELL_SIZE))
             .filter(|&b| b <= isize::MAX as usize)
             .unwrap_or(0)
+    }
+}
+
+/// Why a config text is refused.
+enum ConfigProblem {
+    /// Not UTF-8 from this byte.
+    NotUtf8(usize),
+    /// The parser's error, naming the field.
+    Json(asrl_core::json::JsonError),
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigProblem::NotUtf8(at) => write!(f, "config: not UTF-8 at byte {at}"),
+            ConfigProblem::Json(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Why `bytes` is refused as a config, or `None` when it is accepted.
+fn config_problem(bytes: &[u8]) -> Option<ConfigProblem> {
+    match std::str::from_utf8(bytes) {
+        Err(e) => Some(ConfigProblem::NotUtf8(e.valid_up_to())),
+        Ok(text) => parse_config(text).err().map(ConfigProblem::Json),
+    }
+}
+
+/// Why a config was refused, as `asrl_config_error` words it (empty when accepted).
+///
+/// # Safety
+///
+/// `config` must be NULL or `config_len` readable bytes.
+pub(crate) unsafe fn config_error_text(config: *const c_char, config_len: usize) -> String {
+    // SAFETY: forwarded from the caller.
+    match unsafe { crate::ffi::in_bytes(config.cast(), config_len) } {
+        Ok(bytes) => config_problem(bytes).map(|p| p.to_string()).unwrap_or_default(),
+        Err(_) => String::new(),
     }
 }
 
@@ -433,15 +482,9 @@ pub unsafe extern "C" fn asrl_config_error(
                 Ok(b) => b,
                 Err(e) => return e,
             };
-            match std::str::from_utf8(bytes) {
-                Err(e) => {
-                    let at = e.valid_up_to();
-                    write_text(buf, |w| write!(w, "config: not UTF-8 at byte {at}"))
-                }
-                Ok(text) => match parse_config(text) {
-                    Ok(_) => (asrl_result::Ok, 0),
-                    Err(e) => write_text(buf, |w| write!(w, "{e}")),
-                },
+            match config_problem(bytes) {
+                None => (asrl_result::Ok, 0),
+                Some(p) => write_text(buf, |w| write!(w, "{p}")),
             }
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.

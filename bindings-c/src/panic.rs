@@ -20,6 +20,12 @@ impl PanicValue for asrl_result {
     }
 }
 
+impl PanicValue for u64 {
+    fn on_panic() -> Self {
+        0
+    }
+}
+
 impl PanicValue for usize {
     fn on_panic() -> Self {
         0

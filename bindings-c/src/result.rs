@@ -45,6 +45,29 @@ pub enum asrl_result {
     /// Caller table memory is not a positive multiple of `ASRL_CELL_SIZE` (16) bytes, or
     /// does not match the capacity the options or the config ask for.
     TableSize = 12,
+    /// `asrl_limiter_open_shared`: a system call on the segment failed (a missing
+    /// directory, no permission, a read-only file or file system, the path is a
+    /// directory...). `asrl_shared_error` gives the path, the operation and the
+    /// system's error.
+    SharedIo = 13,
+    /// `asrl_limiter_open_shared`: the file exists but is not a segment (its first bytes
+    /// are not the segment magic). Nothing was written to it.
+    SharedNotASegment = 14,
+    /// `asrl_limiter_open_shared`: the segment was written with another layout (layout
+    /// version, cell size or alignment): a library of another release made it.
+    SharedLayout = 15,
+    /// `asrl_limiter_open_shared`: the segment has another capacity than the options or
+    /// the config ask for (ask for 0 to accept the segment's).
+    SharedCapacity = 16,
+    /// `asrl_limiter_open_shared`: the segment was made for other policies or routes
+    /// (the config's fingerprint differs): every process sharing a segment needs the
+    /// same config.
+    SharedConfig = 17,
+    /// `asrl_limiter_open_shared`: the file is shorter or longer than its header says.
+    SharedTruncated = 18,
+    /// `asrl_limiter_open_shared`: the segment header's check hash does not match its
+    /// fields, or the file is otherwise not a usable segment.
+    SharedCorrupt = 19,
 }
 
 impl asrl_result {
@@ -65,6 +88,13 @@ impl asrl_result {
             10 => SeedUnavailable,
             11 => TableMisaligned,
             12 => TableSize,
+            13 => SharedIo,
+            14 => SharedNotASegment,
+            15 => SharedLayout,
+            16 => SharedCapacity,
+            17 => SharedConfig,
+            18 => SharedTruncated,
+            19 => SharedCorrupt,
             _ => return None,
         })
     }
@@ -88,6 +118,13 @@ impl asrl_result {
             SeedUnavailable => "the operating system's random source could not be read for a seed",
             TableMisaligned => "the table memory is not 16-byte aligned",
             TableSize => "the table memory size is not a positive multiple of 16 bytes matching the capacity",
+            SharedIo => "the shared segment could not be opened or created (asrl_shared_error says why)",
+            SharedNotASegment => "the file is not a shared rate-limit table segment",
+            SharedLayout => "the shared segment has another layout (made by another release)",
+            SharedCapacity => "the shared segment has another capacity than asked for",
+            SharedConfig => "the shared segment was made for other policies or routes",
+            SharedTruncated => "the shared segment file is shorter or longer than its header says",
+            SharedCorrupt => "the shared segment header is corrupt",
         }
     }
 }

@@ -149,10 +149,70 @@ fn committed_header_carries_this_crate_version() {
 
 #[test]
 fn result_numbers_are_stable() {
-    for n in 0..=12u32 {
+    for n in 0..=19u32 {
         assert_eq!(asrl_result::from_u32(n).map(|r| r as u32), Some(n));
     }
-    assert_eq!(asrl_result::from_u32(13), None);
+    assert_eq!(asrl_result::from_u32(20), None);
+    assert_eq!(asrl_result::SharedIo as u32, 13);
+    assert_eq!(asrl_result::SharedCorrupt as u32, 19);
+}
+
+#[test]
+fn every_segment_error_has_its_result() {
+    use aisoule_ratelimit_host::SharedError as E;
+    use std::path::PathBuf;
+    let p = || PathBuf::from("/dev/shm/x");
+    let cases = [
+        (
+            E::Io {
+                op: "open",
+                path: p(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            },
+            asrl_result::SharedIo,
+        ),
+        (E::NotASegment(p()), asrl_result::SharedNotASegment),
+        (
+            E::LayoutVersion {
+                found: 2,
+                expected: 1,
+            },
+            asrl_result::SharedLayout,
+        ),
+        (
+            E::CellLayout {
+                found: (32, 16),
+                expected: (16, 16),
+            },
+            asrl_result::SharedLayout,
+        ),
+        (
+            E::Capacity {
+                found: 1,
+                expected: 2,
+            },
+            asrl_result::SharedCapacity,
+        ),
+        (
+            E::Policies {
+                found: 1,
+                expected: 2,
+            },
+            asrl_result::SharedConfig,
+        ),
+        (
+            E::Truncated {
+                found: 1,
+                expected: 2,
+            },
+            asrl_result::SharedTruncated,
+        ),
+        (E::Corrupt(p()), asrl_result::SharedCorrupt),
+        (E::InvalidCapacity(0), asrl_result::InvalidParameter),
+    ];
+    for (e, want) in cases {
+        assert_eq!(crate::shared::result_of(&e), want, "{e}");
+    }
 }
 
 /// Counts this thread's allocations, to show checks and writers allocate nothing.
@@ -229,6 +289,33 @@ fn checks_and_writers_allocate_nothing() {
     assert_eq!(counting::ALLOCS.with(|a| a.get()), before);
     // SAFETY: made by asrl_limiter_new.
     unsafe { asrl_limiter_free(l) };
+}
+
+#[test]
+fn checks_on_a_shared_segment_allocate_nothing() {
+    let dir = std::env::temp_dir().join(format!("asrl-c-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("segment");
+    let path = path.to_str().unwrap();
+    let opts = asrl_options {
+        capacity: 256,
+        ..Default::default()
+    };
+    let mut l = ptr::null_mut();
+    // SAFETY: valid pointers and lengths.
+    let rc =
+        unsafe { asrl_limiter_open_shared(path.as_ptr().cast(), path.len(), ptr::null(), 0, &opts, &mut l) };
+    assert_eq!(rc, asrl_result::Ok);
+    let keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6"];
+    let before = counting::ALLOCS.with(|a| a.get());
+    for i in 0..50 {
+        let d = check(l, keys[i % keys.len()], "/v1/status", 1);
+        assert!(d.unwrap().allowed);
+    }
+    assert_eq!(counting::ALLOCS.with(|a| a.get()), before);
+    // SAFETY: made by asrl_limiter_open_shared.
+    unsafe { asrl_limiter_free(l) };
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

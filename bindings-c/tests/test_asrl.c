@@ -11,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
@@ -417,7 +420,7 @@ static void test_result_messages(void) {
   char buf[256];
   size_t n = 0, needed = 0;
   unsigned r;
-  for (r = 0; r <= 12; r++) {
+  for (r = 0; r <= ASRL_RESULT_SHARED_CORRUPT; r++) {
     CHECK_RC(asrl_result_message(r, buf, sizeof buf, &n), ASRL_RESULT_OK);
     CHECK(n > 0 && n < sizeof buf);
   }
@@ -542,6 +545,392 @@ static void test_shared_memory_across_fork(void) {
   CHECK(d.remaining == 2);
   asrl_limiter_free(l);
   munmap(shm, bytes);
+}
+
+/* ------------------------------------------------- shared-memory segments */
+
+/* A directory for this run's segments: under /dev/shm when there is one. Mode 0755 so
+ * a process of another user can reach (but not write) what the tests make read-only. */
+static char g_dir[256];
+
+static const char *seg_path(const char *name, char *out, size_t n) {
+  if (g_dir[0] == '\0') {
+    struct stat st;
+    const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
+    snprintf(g_dir, sizeof g_dir, "%s/asrl-c-test-XXXXXX", base);
+    if (mkdtemp(g_dir) == NULL || chmod(g_dir, 0755) != 0) {
+      perror("mkdtemp");
+      exit(1);
+    }
+  }
+  snprintf(out, n, "%s/%s", g_dir, name);
+  return out;
+}
+
+static asrl_result open_shared(const char *path, const char *config, const asrl_options *o,
+                               asrl_limiter **out) {
+  return asrl_limiter_open_shared(path, strlen(path), config, config ? strlen(config) : 0, o, out);
+}
+
+/* asrl_shared_error's text, NUL-terminated (out: 1024 bytes). */
+static const char *shared_error(char *out) {
+  size_t n = 0;
+  CHECK_RC(asrl_shared_error(out, 1023, &n), ASRL_RESULT_OK);
+  out[n < 1024 ? n : 1023] = '\0';
+  return out;
+}
+
+/* The whole file (malloc'd; NULL if missing), its length in *len. */
+static unsigned char *file_bytes(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  unsigned char *buf;
+  long n;
+  *len = 0;
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  buf = (unsigned char *)malloc(n > 0 ? (size_t)n : 1);
+  if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    free(buf);
+    buf = NULL;
+  }
+  fclose(f);
+  if (buf) *len = (size_t)n;
+  return buf;
+}
+
+static int write_file(const char *path, const unsigned char *bytes, size_t len) {
+  FILE *f = fopen(path, "wb");
+  int ok = f && fwrite(bytes, 1, len, f) == len;
+  if (f) fclose(f);
+  return ok;
+}
+
+/* Whether the file's bytes are still `before`. */
+static int unchanged(const char *path, const unsigned char *before, size_t len) {
+  size_t n = 0;
+  unsigned char *now = file_bytes(path, &n);
+  int same = now && n == len && memcmp(now, before, len) == 0;
+  free(now);
+  return same;
+}
+
+/* Entries of the test directory whose name contains `part`. */
+static int dir_entries_with(const char *part) {
+  DIR *d = opendir(g_dir);
+  struct dirent *e;
+  int n = 0;
+  if (!d) return -1;
+  while ((e = readdir(d)) != NULL) n += strstr(e->d_name, part) != NULL;
+  closedir(d);
+  return n;
+}
+
+static void test_shared_segment(void) {
+  char path[512], text[1024];
+  asrl_limiter *a = NULL, *b = NULL;
+  asrl_options o;
+  asrl_decision d;
+  struct stat st;
+  size_t len = 0;
+  unsigned char *bytes;
+  memset(&o, 0, sizeof o);
+  o.capacity = 1024;
+  seg_path("basic", path, sizeof path);
+  CHECK_RC(open_shared(path, NULL, &o, &a), ASRL_RESULT_OK);
+  CHECK(shared_error(text)[0] == '\0');
+  CHECK(asrl_limiter_capacity(a) == 1024);
+  /* Mode 0600, a 128-byte header and 16 bytes a cell, the magic first. */
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+  CHECK(st.st_size == 128 + 1024 * 16);
+  bytes = file_bytes(path, &len);
+  CHECK(bytes != NULL && len == 128 + 1024 * 16 && memcmp(bytes, "ASRLTBL", 8) == 0);
+  free(bytes);
+  CHECK_RC(check(a, "s", "/v1/messages", 3, T0, &d), ASRL_RESULT_OK);
+  CHECK(d.allowed && d.limit == 5 && d.remaining == 2);
+  /* A second limiter on the path (capacity 0: the segment's) shares the counts. */
+  o.capacity = 0;
+  o.header_style = ASRL_HEADER_STYLE_IETF;
+  CHECK_RC(open_shared(path, NULL, &o, &b), ASRL_RESULT_OK);
+  CHECK(asrl_limiter_capacity(b) == 1024);
+  CHECK_RC(check(b, "s", "/v1/messages", 1, T0, &d), ASRL_RESULT_OK);
+  CHECK(d.allowed && d.remaining == 1);
+  headers_of(b, &d, text);
+  CHECK(strstr(text, "RateLimit: \"messaging.1\";r=1;t=1\r\n") != NULL);
+  CHECK_RC(peek(a, "s", "/v1/messages", &d), ASRL_RESULT_OK);
+  CHECK(d.remaining == 1);
+  asrl_limiter_free(a);
+  asrl_limiter_free(b);
+  /* The segment outlives its limiters. */
+  CHECK(access(path, F_OK) == 0);
+  CHECK_RC(open_shared(path, NULL, NULL, &a), ASRL_RESULT_OK);
+  CHECK_RC(peek(a, "s", "/v1/messages", &d), ASRL_RESULT_OK);
+  CHECK(d.remaining == 1);
+  asrl_limiter_free(a);
+  unlink(path);
+  /* No capacity anywhere and no segment: ASRL_DEFAULT_CAPACITY cells. */
+  seg_path("default-capacity", path, sizeof path);
+  CHECK_RC(open_shared(path, NULL, NULL, &a), ASRL_RESULT_OK);
+  CHECK(asrl_limiter_capacity(a) == ASRL_DEFAULT_CAPACITY);
+  asrl_limiter_free(a);
+  unlink(path);
+  /* The config's "capacity" when the options have none. */
+  seg_path("config-capacity", path, sizeof path);
+  CHECK_RC(open_shared(path, CUSTOM, NULL, &a), ASRL_RESULT_OK);
+  CHECK(asrl_limiter_capacity(a) == 4096);
+  asrl_limiter_free(a);
+  unlink(path);
+  CHECK(dir_entries_with(".tmp-") == 0);
+}
+
+/* Two processes open one path at once (one creates the segment, the other opens it)
+ * and hammer one key at a frozen instant: together they admit exactly the capacity. */
+static void test_shared_two_processes_admit_exactly_the_capacity(void) {
+  char path[512];
+  int ready[2], go[2], results[2];
+  pid_t kids[2];
+  int i, status, sums[3] = {0, 0, 0};
+  asrl_limiter *l = NULL;
+  asrl_decision d;
+  seg_path("two-processes", path, sizeof path);
+  CHECK(pipe(ready) == 0 && pipe(go) == 0 && pipe(results) == 0);
+  fflush(NULL);
+  for (i = 0; i < 2; i++) {
+    kids[i] = fork();
+    CHECK(kids[i] >= 0);
+    if (kids[i] == 0) {
+      static const char *const policies[3] = {"burst", "window", "both"};
+      int counts[3] = {-1, -1, -1}, p, k;
+      char byte = 0;
+      asrl_limiter *cl = NULL;
+      asrl_result rc = open_shared(path, CUSTOM, NULL, &cl);
+      if (write(ready[1], rc == ASRL_RESULT_OK ? "r" : "x", 1) != 1 || read(go[0], &byte, 1) != 1) _exit(2);
+      if (rc == ASRL_RESULT_OK) {
+        for (p = 0; p < 3; p++) {
+          counts[p] = 0;
+          for (k = 0; k < 300; k++) {
+            asrl_decision cd;
+            if (asrl_check_policy(cl, (const uint8_t *)"hot", 3, policies[p], strlen(policies[p]), 1,
+                                  T0, T0, &cd) != ASRL_RESULT_OK) {
+              counts[p] = -1000000;
+            } else {
+              counts[p] += cd.allowed;
+            }
+          }
+        }
+      }
+      asrl_limiter_free(cl);
+      _exit(write(results[1], counts, sizeof counts) == (ssize_t)sizeof counts ? 0 : 3);
+    }
+  }
+  /* Both have opened the segment: let them go at once. */
+  for (i = 0; i < 2; i++) {
+    char byte = 0;
+    CHECK(read(ready[0], &byte, 1) == 1 && byte == 'r');
+  }
+  CHECK(write(go[1], "gg", 2) == 2);
+  for (i = 0; i < 2; i++) {
+    int counts[3] = {0, 0, 0}, p;
+    CHECK(read(results[0], counts, sizeof counts) == (ssize_t)sizeof counts);
+    for (p = 0; p < 3; p++) {
+      CHECK(counts[p] >= 0);
+      sums[p] += counts[p];
+    }
+  }
+  for (i = 0; i < 2; i++) {
+    CHECK(waitpid(kids[i], &status, 0) == kids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  /* GCRA burst 200, window 150, both (window 90 and GCRA 70): 70, of 600 tries each. */
+  CHECK(sums[0] == 200 && sums[1] == 150 && sums[2] == 70);
+  for (i = 0; i < 6; i++) close(i < 2 ? ready[i] : i < 4 ? go[i - 2] : results[i - 4]);
+  CHECK_RC(open_shared(path, CUSTOM, NULL, &l), ASRL_RESULT_OK);
+  CHECK_RC(asrl_peek_policy(l, (const uint8_t *)"hot", 3, "window", 6, 1, T0, T0, &d), ASRL_RESULT_OK);
+  CHECK(!d.allowed && d.remaining == 0);
+  asrl_limiter_free(l);
+  CHECK(dir_entries_with(".tmp-") == 0);
+  unlink(path);
+}
+
+/* Every refusal gives its documented result and text, changes no byte of the file and
+ * leaves no file behind; the limiter out-pointer is not written. */
+static void test_shared_refusals_change_nothing(void) {
+  static const char bad_limit[] =
+      "{\"policies\": {\"alpha\": [{\"algorithm\": \"window\", \"limit\": 0, \"period_ms\": 1000}]}}";
+  char path[512], other[512], text[1024];
+  asrl_limiter *l = NULL, *sentinel_l = (asrl_limiter *)&l, *out = sentinel_l;
+  asrl_options o;
+  asrl_decision d;
+  unsigned char *before, *copy;
+  size_t len = 0;
+  memset(&o, 0, sizeof o);
+  seg_path("refusals", path, sizeof path);
+  CHECK_RC(open_shared(path, CUSTOM, NULL, &l), ASRL_RESULT_OK);
+  CHECK_RC(check(l, "r", "/anything", 1, T0, &d), ASRL_RESULT_OK);
+  asrl_limiter_free(l);
+  before = file_bytes(path, &len);
+  CHECK(before != NULL && len == 128 + 4096 * 16);
+  if (!before) return;
+
+  /* Capacity: the segment has 4096 cells. */
+  o.capacity = 1024;
+  CHECK_RC(open_shared(path, CUSTOM, &o, &out), ASRL_RESULT_SHARED_CAPACITY);
+  CHECK(strstr(shared_error(text), "capacity 4096") != NULL && strstr(text, "1024") != NULL);
+  /* Policies: the documented config is not CUSTOM. */
+  o.capacity = 4096;
+  CHECK_RC(open_shared(path, NULL, &o, &out), ASRL_RESULT_SHARED_CONFIG);
+  CHECK(strstr(shared_error(text), "other policies or routes") != NULL);
+  /* Arguments. */
+  o.capacity = 0;
+  o.seed[0] = 1;
+  CHECK_RC(open_shared(path, CUSTOM, &o, &out), ASRL_RESULT_INVALID_PARAMETER);
+  CHECK(strncmp(shared_error(text), "options.seed", 12) == 0);
+  o.seed[0] = 0;
+  o.full_table_mode = 9;
+  CHECK_RC(open_shared(path, CUSTOM, &o, &out), ASRL_RESULT_INVALID_PARAMETER);
+  o.full_table_mode = 0;
+  CHECK_RC(open_shared(path, bad_limit, &o, &out), ASRL_RESULT_INVALID_CONFIG);
+  CHECK(strncmp(shared_error(text), "policies.alpha[0].limit: ", 25) == 0);
+  CHECK_RC(asrl_limiter_open_shared(path, 0, CUSTOM, strlen(CUSTOM), &o, &out), ASRL_RESULT_INVALID_PARAMETER);
+  CHECK_RC(asrl_limiter_open_shared("a\0b", 3, CUSTOM, strlen(CUSTOM), &o, &out), ASRL_RESULT_INVALID_PARAMETER);
+  CHECK_RC(asrl_limiter_open_shared(NULL, 3, CUSTOM, strlen(CUSTOM), &o, &out), ASRL_RESULT_NULL_PARAMETER);
+  CHECK_RC(open_shared(path, CUSTOM, &o, NULL), ASRL_RESULT_NULL_PARAMETER);
+  CHECK(out == sentinel_l);
+  CHECK(unchanged(path, before, len));
+
+  /* Another layout version (the version is read before the check hash). */
+  copy = (unsigned char *)malloc(len);
+  CHECK(copy != NULL);
+  if (copy) {
+    memcpy(copy, before, len);
+    copy[8] = 2;
+    seg_path("layout", other, sizeof other);
+    CHECK(write_file(other, copy, len));
+    CHECK_RC(open_shared(other, CUSTOM, NULL, &out), ASRL_RESULT_SHARED_LAYOUT);
+    CHECK(strstr(shared_error(text), "layout version 2") != NULL);
+    CHECK(unchanged(other, copy, len));
+    unlink(other);
+    /* A header field changed without its hash: corrupt. */
+    memcpy(copy, before, len);
+    copy[24] ^= 1;
+    seg_path("corrupt", other, sizeof other);
+    CHECK(write_file(other, copy, len));
+    CHECK_RC(open_shared(other, CUSTOM, NULL, &out), ASRL_RESULT_SHARED_CORRUPT);
+    CHECK(strstr(shared_error(text), "corrupt") != NULL);
+    CHECK(unchanged(other, copy, len));
+    unlink(other);
+    /* Not a segment at all. */
+    memset(copy, 'x', len);
+    seg_path("not-a-segment", other, sizeof other);
+    CHECK(write_file(other, copy, len));
+    CHECK_RC(open_shared(other, CUSTOM, NULL, &out), ASRL_RESULT_SHARED_NOT_A_SEGMENT);
+    CHECK(strstr(shared_error(text), "not-a-segment: not a rate-limit table segment") != NULL);
+    CHECK(unchanged(other, copy, len));
+    unlink(other);
+    free(copy);
+  }
+  /* Truncated: the header and 100 bytes of cells. */
+  seg_path("truncated", other, sizeof other);
+  CHECK(write_file(other, before, 128 + 100));
+  CHECK_RC(open_shared(other, CUSTOM, NULL, &out), ASRL_RESULT_SHARED_TRUNCATED);
+  CHECK(strstr(shared_error(text), "is 228 bytes, its header implies 65664") != NULL);
+  CHECK(unchanged(other, before, 128 + 100));
+  unlink(other);
+  /* A missing directory: nothing is created. */
+  seg_path("no-such-dir/segment", other, sizeof other);
+  CHECK_RC(open_shared(other, CUSTOM, NULL, &out), ASRL_RESULT_SHARED_IO);
+  CHECK(strstr(shared_error(text), "no-such-dir") != NULL &&
+        strstr(text, "No such file or directory") != NULL);
+  seg_path("no-such-dir", other, sizeof other);
+  CHECK(access(other, F_OK) != 0);
+  /* A directory where the segment should be. */
+  CHECK_RC(open_shared(g_dir, CUSTOM, NULL, &out), ASRL_RESULT_SHARED_IO);
+
+  CHECK(out == sentinel_l);
+  CHECK(unchanged(path, before, len));
+  CHECK(dir_entries_with(".tmp-") == 0);
+  /* The segment still works, with its count. */
+  CHECK_RC(open_shared(path, CUSTOM, NULL, &l), ASRL_RESULT_OK);
+  CHECK(shared_error(text)[0] == '\0');
+  CHECK_RC(check(l, "r", "/anything", 1, T0, &d), ASRL_RESULT_OK);
+  CHECK(d.allowed && d.remaining == 1);
+  asrl_limiter_free(l);
+  free(before);
+  unlink(path);
+}
+
+/* Read-only places. Tests run as root here, which ignores file modes: a path under /sys
+ * (root may not create files there), and a read-only segment and directory opened by a
+ * process of another user (a child that drops to "nobody"). */
+static void test_shared_read_only(void) {
+  char path[512], rodir[512], fresh[512], text[1024];
+  asrl_limiter *out = NULL;
+  unsigned char *before;
+  size_t len = 0;
+  pid_t child;
+  int status = 0;
+  struct stat st;
+  /* /sys: sysfs takes no new files, from root either (EACCES; EROFS where read-only). */
+  if (stat("/sys/kernel", &st) == 0) {
+    CHECK_RC(open_shared("/sys/kernel/asrl-test-segment", NULL, NULL, &out), ASRL_RESULT_SHARED_IO);
+    CHECK(strstr(shared_error(text), "/sys/kernel/asrl-test-segment") != NULL);
+    CHECK(access("/sys/kernel/asrl-test-segment", F_OK) != 0);
+  } else {
+    printf("     skipped the /sys case: no /sys/kernel here\n");
+  }
+  /* A read-only segment in a read-only directory. */
+  seg_path("ro", rodir, sizeof rodir);
+  CHECK(mkdir(rodir, 0755) == 0);
+  seg_path("ro/segment", path, sizeof path);
+  seg_path("ro/fresh", fresh, sizeof fresh);
+  CHECK_RC(open_shared(path, NULL, NULL, &out), ASRL_RESULT_OK);
+  asrl_limiter_free(out);
+  out = NULL;
+  CHECK(chmod(path, 0444) == 0 && chmod(rodir, 0555) == 0);
+  before = file_bytes(path, &len);
+  CHECK(before != NULL);
+  fflush(NULL);
+  child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    int ok = 1;
+    asrl_limiter *cl = NULL;
+    char msg[1024];
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(77);
+    ok &= open_shared(path, NULL, NULL, &cl) == ASRL_RESULT_SHARED_IO;
+    ok &= strstr(shared_error(msg), "Permission denied") != NULL;
+    ok &= open_shared(fresh, NULL, NULL, &cl) == ASRL_RESULT_SHARED_IO;
+    ok &= strstr(shared_error(msg), "Permission denied") != NULL;
+    ok &= cl == NULL;
+    free(before);
+    _exit(ok ? 0 : 1);
+  }
+  CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+    printf("     skipped the read-only file case: cannot drop root (setuid failed)\n");
+  } else {
+    CHECK(WEXITSTATUS(status) == 0);
+  }
+  CHECK(before != NULL && unchanged(path, before, len));
+  CHECK(access(fresh, F_OK) != 0);
+  free(before);
+  CHECK(chmod(rodir, 0755) == 0);
+  unlink(path);
+  rmdir(rodir);
+}
+
+static void test_clocks(void) {
+  struct timespec ts;
+  uint64_t a, c, w;
+  a = asrl_monotonic_ns();
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  c = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+  /* The same clock: ours is read first, so not later; and within a second. */
+  CHECK(a <= c && c - a < UINT64_C(1000000000));
+  CHECK(asrl_monotonic_ns() >= c);
+  w = asrl_wall_ns();
+  /* time() may read a coarser clock, a tick behind. */
+  CHECK(w / 1000000000u + 2 >= (uint64_t)time(NULL) && w / 1000000000u <= (uint64_t)time(NULL) + 1);
 }
 
 static void test_full_table_modes(void) {
@@ -707,6 +1096,11 @@ int main(void) {
       {"table_bytes", test_table_bytes},
       {"caller_memory", test_caller_memory},
       {"shared_memory_across_fork", test_shared_memory_across_fork},
+      {"shared_segment", test_shared_segment},
+      {"shared_two_processes_admit_exactly_the_capacity", test_shared_two_processes_admit_exactly_the_capacity},
+      {"shared_refusals_change_nothing", test_shared_refusals_change_nothing},
+      {"shared_read_only", test_shared_read_only},
+      {"clocks", test_clocks},
       {"full_table_modes", test_full_table_modes},
       {"header_styles", test_header_styles},
       {"os_seed", test_os_seed},
@@ -725,6 +1119,10 @@ int main(void) {
       failed++;
       printf("FAIL %s\n", tests[i].name);
     }
+  }
+  if (g_dir[0] != '\0' && rmdir(g_dir) != 0) {
+    printf("FAIL the test directory %s is not empty\n", g_dir);
+    failed++;
   }
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

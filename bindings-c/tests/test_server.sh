@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts examples/prefork_server and drives it with curl: documented headers, 429, 401,
-# 404, several workers, clean shutdown. Prints "N passed, N failed".
+# 404, several workers, clean shutdown; then several workers over one shared-memory
+# segment (-S) driven by several client processes at once: a key gets exactly its limit
+# whatever worker answers. Prints "N passed, N failed".
 # usage: tests/test_server.sh SERVER_BINARY
 set -uo pipefail
 server=$1
@@ -23,8 +25,10 @@ cat >"$tmp/config.json" <<'JSON'
    "media":     [{"algorithm": "window", "limit": 2,   "period_ms": 3600000}]}}
 JSON
 
-start() { # workers: sets PORT and SERVER_PID
-  coproc SRV { exec "$server" -p 0 -w "$1" -c "$tmp/config.json"; }
+start() { # workers [more server options]: sets PORT and SERVER_PID
+  local workers=$1
+  shift
+  coproc SRV { exec "$server" -p 0 -w "$workers" -c "$tmp/config.json" "$@"; }
   SERVER_PID=$SRV_PID
   local line=""
   if ! read -r -t 20 line <&"${SRV[0]}"; then
@@ -102,6 +106,67 @@ for i in 1 2 3 4 5 6; do
 done
 expect "3 workers answer" "$codes" "200/119 200/119 200/119 200/119 200/119 200/119 "
 stop
+
+# One table for all workers: a segment in /dev/shm (or the temporary directory).
+shm_dir=/dev/shm
+[ -d "$shm_dir" ] && [ -w "$shm_dir" ] || shm_dir=$tmp
+seg="$shm_dir/asrl-server-test-$$"
+rm -f "$seg"
+start 4 -S "$seg"
+[ -f "$seg" ] && [ "$(stat -c %a "$seg")" = 600 ]
+expect "the server creates the segment, mode 0600" "$?" "0"
+mono() { python3 -c 'import time; print(time.monotonic_ns() // 60000000000)'; }
+burst() { # key: 121 requests for /v1/status from 4 client processes at once
+  local c pids=()
+  for c in 0 1 2 3; do
+    (
+      n=30
+      [ "$c" = 0 ] && n=31
+      for _ in $(seq "$n"); do
+        code=$(curl -s -o /dev/null -D "$tmp/h.$c" -w '%{http_code}' -H "Authorization: Bearer $1" \
+          "http://127.0.0.1:$PORT/v1/status")
+        echo "$code $(grep -i '^X-RateLimit-Remaining:' "$tmp/h.$c" | tr -d '\r' | cut -d' ' -f2) $(grep -i '^X-Worker:' "$tmp/h.$c" | tr -d '\r' | cut -d' ' -f2)"
+      done >"$tmp/client.$c"
+    ) &
+    pids+=($!)
+  done
+  wait "${pids[@]}" # (not a bare wait: the server is a child too)
+  cat "$tmp"/client.[0-3] >"$tmp/answers"
+}
+# The rolling window (120 per 60 s) is aligned to the monotonic clock: a burst that
+# straddles a minute may be owed the next window's share. Such a burst is run again with
+# a fresh key (the next straddle is a minute away).
+for attempt in 1 2; do
+  before=$(mono)
+  burst "fresh-$attempt-$$"
+  after=$(mono)
+  [ "$before" = "$after" ] && break
+  echo "     the burst straddled a window boundary: again with a fresh key"
+done
+expect "121 answers from 4 client processes" "$(wc -l <"$tmp/answers")" "121"
+expect "exactly 120 allowed across workers" "$(grep -c '^200 ' "$tmp/answers")" "120"
+expect "exactly 1 denied" "$(grep -c '^429 ' "$tmp/answers")" "1"
+expect "each remaining count from 119 to 0 given once" \
+  "$(awk '$1 == 200 {print $2}' "$tmp/answers" | sort -n | tr '\n' ' ')" "$(seq 0 119 | tr '\n' ' ')"
+workers_seen=$(awk '{print $3}' "$tmp/answers" | sort -u | wc -l)
+if [ "$workers_seen" -ge 2 ]; then
+  ok "answers came from $workers_seen workers"
+else
+  bad "answers came from several workers" "only $workers_seen"
+fi
+stop
+# The segment outlives the server: the key is still limited after a restart.
+start 2 -S "$seg"
+get /v1/status "fresh-$attempt-$$"
+expect "a restarted server sees the counts" "$CODE/$(header X-RateLimit-Remaining)" "429/0"
+stop
+# A server with another config refuses the segment, naming the difference.
+sed 's/"limit": 120/"limit": 100/' "$tmp/config.json" >"$tmp/other.json"
+"$server" -p 0 -w 1 -c "$tmp/other.json" -S "$seg" >"$tmp/out" 2>"$tmp/err"
+expect "another config: exit status 2" "$?" "2"
+grep -q "made for other policies or routes" "$tmp/err"
+expect "another config: the error names it ($(head -c 60 "$tmp/err"))" "$?" "0"
+rm -f "$seg"
 
 rm -rf "$tmp"
 echo "$passed passed, $failed failed"

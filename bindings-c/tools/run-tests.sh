@@ -17,12 +17,13 @@ lib="$root/target/release"
 cc=${CC:-cc}
 cxx=${CXX:-c++}
 warn=(-Wall -Wextra -Werror -pedantic)
+# shellcheck disable=SC2054 # one flag whose value has a comma
 san=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 libs=(-lpthread -ldl -lm)
 passed=0
 failed=0
 mkdir -p "$out"
-cd "$here"
+cd "$here" || exit 1
 
 step() { printf '\n== %s\n' "$*"; }
 tally() { # adds a suite's "N passed, N failed" line (from file $1) to the totals

@@ -37,26 +37,43 @@ pub struct Decimal {
     start: u8,
 }
 
+/// "00" to "99": two digits per division.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 impl Decimal {
     /// `v` in decimal.
     pub fn new(mut v: u64) -> Decimal {
-        let mut buf = [0u8; 20];
+        let mut buf = [b'0'; 20];
         let mut i = buf.len();
-        loop {
+        while v >= 100 {
+            let pair = (v % 100) as usize * 2;
+            v /= 100;
+            i -= 2;
+            buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        }
+        if v >= 10 {
+            let pair = v as usize * 2;
+            i -= 2;
+            buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        } else {
             i -= 1;
-            buf[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
+            buf[i] = b'0' + v as u8;
         }
         Decimal { buf, start: i as u8 }
     }
 
     /// The digits.
     pub fn as_str(&self) -> &str {
-        // Only ASCII digits were written from `start` on.
-        core::str::from_utf8(&self.buf[self.start as usize..]).unwrap_or("0")
+        let digits = &self.buf[self.start as usize..];
+        // SAFETY: `new` wrote only ASCII digits (from DIGIT_PAIRS or `b'0' + v` with
+        // v < 10) into `buf[start..]`, and `buf` is initialised with ASCII '0': the bytes
+        // are valid UTF-8.
+        unsafe { core::str::from_utf8_unchecked(digits) }
     }
 }
 
@@ -449,5 +466,29 @@ mod tests {
             )),
             "{s}"
         );
+    }
+}
+
+#[cfg(test)]
+mod decimal_tests {
+    use super::Decimal;
+
+    #[test]
+    fn decimal_matches_core_fmt() {
+        extern crate std;
+        use std::string::ToString;
+        let mut x: u64 = 1;
+        let mut values = std::vec![0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, u64::MAX, u64::MAX - 1];
+        for _ in 0..2000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            values.push(x >> (x % 64));
+        }
+        for p in 0..20u32 {
+            values.push(10u64.pow(p));
+            values.push(10u64.pow(p) - 1);
+        }
+        for v in values {
+            assert_eq!(Decimal::new(v).as_str(), v.to_string());
+        }
     }
 }

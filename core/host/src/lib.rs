@@ -22,15 +22,28 @@ pub use shared::{SharedError, SharedTable, HEADER_BYTES, LAYOUT_VERSION, MAGIC};
 /// # Panics
 ///
 /// If the operating system has no random source (getrandom fails), which std itself
-/// treats as fatal.
+/// treats as fatal. [`try_os_seed`] returns the error instead.
 pub fn os_seed() -> Seed {
+    try_os_seed().expect("the operating system's random source failed")
+}
+
+/// A seed from the operating system's random source, or why it could not be read (for
+/// bindings that report errors instead of panicking, such as the C one).
+///
+/// # Errors
+///
+/// The operating system's error when getrandom(2) fails.
+pub fn try_os_seed() -> Result<Seed, std::io::Error> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    getrandom::fill(&mut bytes).map_err(|e| match e.raw_os_error() {
+        Some(errno) => std::io::Error::from_raw_os_error(errno),
+        None => std::io::Error::other(e.to_string()),
+    })?;
     let (a, b) = bytes.split_at(8);
-    Seed([
+    Ok(Seed([
         u64::from_le_bytes(a.try_into().expect("8 bytes")),
         u64::from_le_bytes(b.try_into().expect("8 bytes")),
-    ])
+    ]))
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock Python's `time.monotonic_ns()`, Node's
@@ -78,8 +91,20 @@ pub enum Table {
 
 impl Table {
     /// `capacity` empty cells on the heap.
+    ///
+    /// # Panics
+    ///
+    /// When the allocation fails (as `Vec` does); [`Table::try_owned`] returns `None`.
     pub fn owned(capacity: usize) -> Table {
         Table::Owned((0..capacity).map(|_| Cell::new()).collect())
+    }
+
+    /// `capacity` empty cells on the heap, or `None` when they cannot be allocated.
+    pub fn try_owned(capacity: usize) -> Option<Table> {
+        let mut cells = Vec::new();
+        cells.try_reserve_exact(capacity).ok()?;
+        cells.extend((0..capacity).map(|_| Cell::new()));
+        Some(Table::Owned(cells.into_boxed_slice()))
     }
 }
 

@@ -226,7 +226,7 @@ impl SharedTable {
             // SAFETY: the file was just created by this process under a unique name and
             // nobody else maps it; the mapping lives in the returned SharedTable.
             let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io_err("map", &tmp))?;
-            let seed = crate::os_seed();
+            let seed = crate::try_os_seed().map_err(io_err("seed (getrandom)", &tmp))?;
             let header = &mut map[..HEADER_BYTES];
             header[0..8].copy_from_slice(&MAGIC);
             header[8..12].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());

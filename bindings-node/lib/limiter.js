@@ -1,0 +1,392 @@
+'use strict';
+// The Limiter class: a thin wrapper over the native core. It checks argument types,
+// passes them to one native call per request, and builds the decision object from what
+// the core wrote: every figure and every byte of header and body text comes from the core.
+
+const native = require('./native');
+
+const L = native.layout();
+// Slots of the scratch, as constants (read once).
+const S_MODE = L.mode;
+const S_COST = L.cost;
+const S_NOW_MS = L.nowMs;
+const S_POLICY_IN = L.policyIn;
+const S_CODE = L.code;
+const CODE_OK = L.codeOk;
+const S_ALLOWED = L.allowed;
+const S_STATUS = L.status;
+const S_LIMIT = L.limit;
+const S_REMAINING = L.remaining;
+const S_RESET = L.reset;
+const S_RETRY_AFTER = L.retryAfter;
+const S_POLICY = L.policy;
+const S_TABLE_FULL = L.tableFull;
+const S_COUNT = L.count;
+const S_NAMES = L.names;
+const S_KEYS = L.keys;
+const S_LENS = L.lens;
+const BYTES = L.bytes;
+const MAX_MS = 9007199254740991; // Number.MAX_SAFE_INTEGER: beyond it ms are not exact
+const OPTION_KEYS = new Set([
+  'policies',
+  'routes',
+  'defaultPolicy',
+  'capacity',
+  'onFull',
+  'seed',
+  'headerStyle',
+  'sharedMemory',
+]);
+const CACHE_SIZE = 4096; // header value text cache entries (a power of two)
+
+function typeError(code, message) {
+  const e = new TypeError(message);
+  e.code = code;
+  return e;
+}
+
+function rangeError(code, message) {
+  const e = new RangeError(message);
+  e.code = code;
+  return e;
+}
+
+function describe(v) {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return `an instance of ${(v.constructor && v.constructor.name) || 'Object'}`;
+  return `${typeof v} (${String(v)})`;
+}
+
+/** One decision: what the core answered for one request. */
+class Decision {
+  constructor(allowed, status, limit, remaining, reset, retryAfter, policy, tableFull, headers, body) {
+    /** Whether the request is admitted. */
+    this.allowed = allowed;
+    /** 200 when allowed, 429 when denied. */
+    this.status = status;
+    /** `X-RateLimit-Limit`: the binding rule's limit. */
+    this.limit = limit;
+    /** `X-RateLimit-Remaining`. */
+    this.remaining = remaining;
+    /** `X-RateLimit-Reset`: Unix epoch seconds. */
+    this.reset = reset;
+    /** `Retry-After` seconds when denied, else 0. */
+    this.retryAfter = retryAfter;
+    /** The name of the policy that decided. */
+    this.policy = policy;
+    /** Whether the table was full, so the full-table mode answered. */
+    this.tableFull = tableFull;
+    /** Header names to values, in the contract's order and case. */
+    this.headers = headers;
+    /** The exact 429 body when denied, else null. */
+    this.body = body;
+  }
+}
+
+function buildConfigJson(options) {
+  const config = {};
+  if (options.policies !== undefined) config.policies = options.policies;
+  if (options.routes !== undefined) config.routes = options.routes;
+  if (options.defaultPolicy !== undefined) config.default_policy = options.defaultPolicy;
+  if (options.capacity !== undefined) config.capacity = options.capacity;
+  try {
+    return JSON.stringify(config);
+  } catch (e) {
+    const err = typeError('ERR_RATELIMIT_CONFIG', `invalid config: not serializable to JSON (${e.message})`);
+    err.cause = e;
+    throw err;
+  }
+}
+
+function checkOptions(options) {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw typeError('ERR_RATELIMIT_OPTION', `options must be an object, got ${describe(options)}`);
+  }
+  for (const k of Object.keys(options)) {
+    if (!OPTION_KEYS.has(k)) {
+      throw typeError(
+        'ERR_RATELIMIT_OPTION',
+        `unknown option "${k}" (known: ${[...OPTION_KEYS].join(', ')})`,
+      );
+    }
+  }
+  if (options.onFull !== undefined && options.onFull !== 'open' && options.onFull !== 'closed') {
+    throw rangeError('ERR_RATELIMIT_OPTION', `onFull must be "open" or "closed", got ${describe(options.onFull)}`);
+  }
+  if (options.seed !== undefined && !(options.seed instanceof Uint8Array)) {
+    throw typeError('ERR_RATELIMIT_OPTION', `seed must be a Uint8Array or Buffer of 16 bytes, got ${describe(options.seed)}`);
+  }
+  if (
+    options.headerStyle !== undefined &&
+    options.headerStyle !== 'x-ratelimit' &&
+    options.headerStyle !== 'ietf' &&
+    options.headerStyle !== 'both'
+  ) {
+    throw rangeError(
+      'ERR_RATELIMIT_OPTION',
+      `headerStyle must be "x-ratelimit", "ietf" or "both", got ${describe(options.headerStyle)}`,
+    );
+  }
+  if (options.sharedMemory !== undefined && (typeof options.sharedMemory !== 'string' || options.sharedMemory === '')) {
+    throw typeError('ERR_RATELIMIT_OPTION', `sharedMemory must be a file path, got ${describe(options.sharedMemory)}`);
+  }
+  return options;
+}
+
+const INTERNAL = Symbol('aisoule.internal');
+
+/**
+ * A rate limiter: policies of rules over a fixed table of native memory.
+ *
+ * `new Limiter(options)` makes a private limiter; `Limiter.shared(name, options)` gives the
+ * process-wide limiter of that name, the same table in every worker thread.
+ */
+class Limiter {
+  #handle;
+  #fn;
+  #f64;
+  #u8;
+  #names;
+  #policies;
+  #policyIndex;
+  #cacheKeys;
+  #cacheText;
+  #info;
+
+  constructor(options, internal) {
+    let handle;
+    let style;
+    if (internal && internal[INTERNAL]) {
+      handle = internal.handle;
+      style = internal.style;
+    } else {
+      const opts = checkOptions(options);
+      handle = native.create(buildConfigJson(opts), opts.onFull ?? 'open', opts.seed, null, opts.sharedMemory);
+      style = opts.headerStyle ?? 'x-ratelimit';
+    }
+    this.#handle = handle;
+    this.#fn = native.bind(handle, style);
+    this.#f64 = new Float64Array(this.#fn.scratch, 0, L.bytes / 8);
+    this.#u8 = new Uint8Array(this.#fn.scratch);
+    // Header names as the core writes them, interned as property keys once.
+    this.#names = this.#fn.names.map((n) => Object.keys({ [n]: 0 })[0]);
+    this.#info = native.info(handle);
+    this.#policies = this.#info.policies;
+    this.#policyIndex = new Map(this.#policies.map((name, i) => [name, i]));
+    this.#cacheKeys = new Float64Array(CACHE_SIZE).fill(-1);
+    this.#cacheText = new Array(CACHE_SIZE).fill('');
+  }
+
+  /**
+   * The process-wide limiter named `name`: made with `options` by the first caller in any
+   * worker thread, found by every later one (which must pass the same options, else
+   * `ERR_RATELIMIT_SHARED_MISMATCH`). `headerStyle` may differ per caller.
+   */
+  static shared(name, options) {
+    if (typeof name !== 'string' || name.length === 0) {
+      throw typeError('ERR_RATELIMIT_OPTION', `a shared limiter's name must be a non-empty string, got ${describe(name)}`);
+    }
+    const opts = checkOptions(options);
+    const handle = native.create(buildConfigJson(opts), opts.onFull ?? 'open', opts.seed, name, opts.sharedMemory);
+    return new Limiter(undefined, { [INTERNAL]: true, handle, style: opts.headerStyle ?? 'x-ratelimit' });
+  }
+
+  /** Forgets the shared limiter `name` (objects attached to it keep working). */
+  static unshare(name) {
+    if (typeof name !== 'string') {
+      throw typeError('ERR_RATELIMIT_OPTION', `name must be a string, got ${describe(name)}`);
+    }
+    return native.unshare(name);
+  }
+
+  /** Policy names, routes, default policy, capacity and full-table mode. */
+  get config() {
+    const i = this.#info;
+    return {
+      policies: [...i.policies],
+      routes: i.routes.map((r) => ({ prefix: r.prefix, policy: r.policy })),
+      defaultPolicy: i.defaultPolicy,
+      capacity: i.capacity,
+      onFull: i.onFull,
+    };
+  }
+
+  /** The `Content-Type` of the 429 body (from the core). */
+  get contentType() {
+    return this.#info.contentType;
+  }
+
+  /** Full-table counts since the limiter was made (all users of a shared one). */
+  stats() {
+    return native.stats(this.#handle);
+  }
+
+  /**
+   * Decides a request by `key` (string, as UTF-8, or bytes) to `route` (a request path)
+   * and counts it when admitted. `options.policy` names a policy instead of routing;
+   * `options.cost` (default 1); `options.nowMs` serves as both clocks.
+   */
+  check(key, route, options) {
+    return this.#run(0, key, route, options);
+  }
+
+  /** What `check` would answer, counting nothing. */
+  peek(key, route, options) {
+    return this.#run(1, key, route, options);
+  }
+
+  #run(mode, key, route, options) {
+    const f = this.#f64;
+    let cost = 1;
+    let nowMs = NaN;
+    let policy = -1;
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') {
+        throw typeError('ERR_RATELIMIT_OPTION', `options must be an object, got ${describe(options)}`);
+      }
+      const c = options.cost;
+      if (c !== undefined) {
+        if (typeof c !== 'number') {
+          throw typeError('ERR_RATELIMIT_COST', `cost must be a number, got ${describe(c)}`);
+        }
+        if (!Number.isSafeInteger(c) || c < 1) {
+          throw rangeError('ERR_RATELIMIT_INVALID_COST', `cost must be a whole number from 1, got ${c}`);
+        }
+        cost = c;
+      }
+      const t = options.nowMs;
+      if (t !== undefined) {
+        if (typeof t !== 'number') {
+          throw typeError('ERR_RATELIMIT_NOW', `nowMs must be a number, got ${describe(t)}`);
+        }
+        if (!(t >= 0 && t <= MAX_MS)) {
+          throw rangeError('ERR_RATELIMIT_NOW', `nowMs must be from 0 to ${MAX_MS}, got ${t}`);
+        }
+        nowMs = t;
+      }
+      const p = options.policy;
+      if (p !== undefined) {
+        if (typeof p !== 'string') {
+          throw typeError('ERR_RATELIMIT_POLICY', `policy must be a string, got ${describe(p)}`);
+        }
+        const i = this.#policyIndex.get(p);
+        if (i === undefined) {
+          throw rangeError(
+            'ERR_RATELIMIT_UNKNOWN_POLICY',
+            `no policy "${p}" (known: ${this.#policies.join(', ')})`,
+          );
+        }
+        policy = i;
+      }
+    }
+    if (typeof key !== 'string' && !(key instanceof Uint8Array)) {
+      throw typeError('ERR_RATELIMIT_KEY', `key must be a string or a Uint8Array, got ${describe(key)}`);
+    }
+    if (policy < 0 && typeof route !== 'string') {
+      throw typeError('ERR_RATELIMIT_ROUTE', `route must be a string (or give options.policy), got ${describe(route)}`);
+    }
+    f[S_MODE] = mode;
+    f[S_COST] = cost;
+    f[S_NOW_MS] = nowMs;
+    f[S_POLICY_IN] = policy;
+    const body = this.#fn(key, route);
+    const code = f[S_CODE];
+    if (code !== CODE_OK) this.#fail(code);
+    return new Decision(
+      f[S_ALLOWED] === 1,
+      f[S_STATUS],
+      f[S_LIMIT],
+      f[S_REMAINING],
+      f[S_RESET],
+      f[S_RETRY_AFTER],
+      this.#policies[f[S_POLICY]],
+      f[S_TABLE_FULL] === 1,
+      this.#headers(f),
+      body === undefined ? null : body,
+    );
+  }
+
+  // The headers object, its values the core's text. A value that is a canonical decimal
+  // comes with its number as a key: text seen before for that key is reused (the same
+  // digits), else decoded from the bytes the core wrote. One store site per position, so
+  // each sees one name and stays monomorphic.
+  #headers(f) {
+    const n = f[S_COUNT];
+    const nm = this.#names;
+    const h = {};
+    let at = BYTES;
+    if (n > 0) {
+      h[nm[f[S_NAMES]]] = this.#text(f, 0, at);
+      at += f[S_LENS];
+    }
+    if (n > 1) {
+      h[nm[f[S_NAMES + 1]]] = this.#text(f, 1, at);
+      at += f[S_LENS + 1];
+    }
+    if (n > 2) {
+      h[nm[f[S_NAMES + 2]]] = this.#text(f, 2, at);
+      at += f[S_LENS + 2];
+    }
+    if (n > 3) {
+      h[nm[f[S_NAMES + 3]]] = this.#text(f, 3, at);
+      at += f[S_LENS + 3];
+    }
+    if (n > 4) {
+      h[nm[f[S_NAMES + 4]]] = this.#text(f, 4, at);
+      at += f[S_LENS + 4];
+    }
+    if (n > 5) h[nm[f[S_NAMES + 5]]] = this.#text(f, 5, at);
+    return h;
+  }
+
+  #text(f, i, at) {
+    const k = f[S_KEYS + i];
+    if (k >= 0) {
+      const slot = k & (CACHE_SIZE - 1);
+      if (this.#cacheKeys[slot] === k) return this.#cacheText[slot];
+      const s = this.#decode(at, f[S_LENS + i]);
+      this.#cacheKeys[slot] = k;
+      this.#cacheText[slot] = s;
+      return s;
+    }
+    return this.#decode(at, f[S_LENS + i]);
+  }
+
+  #decode(at, len) {
+    // The core writes ASCII only (digits, policy names of printable ASCII, punctuation).
+    return String.fromCharCode.apply(null, this.#u8.subarray(at, at + len));
+  }
+
+  #fail(code) {
+    switch (code) {
+      case L.codeInvalidCost:
+        throw rangeError(
+          'ERR_RATELIMIT_INVALID_COST',
+          'invalid_cost: the cost must be from 1 to the capacity of every rule of the policy',
+        );
+      case L.codeUnknownPolicy:
+        throw rangeError('ERR_RATELIMIT_UNKNOWN_POLICY', 'unknown_policy: no such policy in this limiter');
+      case L.codeBadKey:
+        throw typeError('ERR_RATELIMIT_KEY', 'key must be a string or a Uint8Array');
+      case L.codeBadRoute:
+        throw typeError('ERR_RATELIMIT_ROUTE', 'route must be a string');
+      case L.codeBadNow:
+        throw rangeError('ERR_RATELIMIT_NOW', 'nowMs is out of range');
+      default: {
+        const e = new Error('@aisoule/ratelimit: internal error in the native addon (please report)');
+        e.code = 'ERR_RATELIMIT_INTERNAL';
+        throw e;
+      }
+    }
+  }
+}
+
+/** A limiter made from the text of FORMAT.md's config object (the replay's way in). */
+function limiterFromConfigJson(configJson) {
+  const handle = native.create(configJson, 'open', undefined, null, undefined);
+  return new Limiter(undefined, { [INTERNAL]: true, handle, style: 'x-ratelimit' });
+}
+
+module.exports = { Limiter, Decision, limiterFromConfigJson };

@@ -1,0 +1,941 @@
+//! The Node-API addon behind `@aisoule/ratelimit`: converts types, supplies clocks and
+//! maps errors. Every figure and every byte of header and body text comes from the core.
+//!
+//! Two kinds of entry points:
+//! - cold calls through napi-rs (`create`, `bind`, `info`, `stats`, `unshare`, `layout`):
+//!   configuration (through the core's one JSON parser), the shared-limiter registry;
+//! - the hot call, a hand-written Node-API callback made by `bind`: `fn(key, route)`. Its
+//!   other inputs (mode, cost, clock, policy) and all its outputs (figures, header text) go
+//!   through a per-binding scratch `ArrayBuffer` that the JS wrapper reads; it returns the
+//!   429 body as a string when denied. One native call per request, no allocation (for
+//!   keys and paths under 512 bytes), no napi-rs borrow scope on the way.
+
+use std::ffi::{c_char, c_void};
+use std::mem::MaybeUninit;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::{Arc, Mutex};
+
+use aisoule_ratelimit::json::{parse_config, JsonError, JsonErrorKind};
+use aisoule_ratelimit::{
+    Cell, CheckError, ConfigError, Decision, FullTableMode, HeaderStyle, Limiter, Now, PolicyId, Seed,
+    Target, BODY_CONTENT_TYPE,
+};
+use aisoule_ratelimit_host::{now, os_seed, SharedError, SharedTable, Table};
+use napi::bindgen_prelude::{External, ToNapiValue, TypeName, Uint8Array};
+use napi::{sys, Env, Error, Result, Status, ValueType};
+use napi_derive::napi;
+
+/// The table size when the config names none (as the conformance traces).
+const DEFAULT_CAPACITY: u64 = 65_536;
+
+/// One limiter: the core over a table of native memory. Shared by reference count between
+/// every JS object (in any worker thread) that uses it.
+pub struct Inner {
+    limiter: Limiter<Table>,
+    /// Policy ids by index (the order of `config().policies()`).
+    ids: Vec<PolicyId>,
+    capacity: u64,
+    seed: Seed,
+    /// The canonical JSON the limiter was made from (for matching shared limiters).
+    config_json: String,
+    /// The shared-memory segment's path, if the table is one.
+    segment: Option<String>,
+}
+
+/// Named limiters shared by all worker threads of the process (a `static` of the addon is
+/// one per process, whatever the number of Node environments).
+static REGISTRY: Mutex<Vec<(String, Arc<Inner>)>> = Mutex::new(Vec::new());
+
+/// Throws `TypeError` or `RangeError` with a `code` property and returns the error that
+/// tells napi-rs an exception is pending.
+fn throw(env: &Env, range: bool, code: &str, msg: &str) -> Error {
+    let thrown = if range {
+        env.throw_range_error(msg, Some(code))
+    } else {
+        env.throw_type_error(msg, Some(code))
+    };
+    match thrown {
+        Ok(()) => Error::from_status(Status::PendingException),
+        Err(e) => e,
+    }
+}
+
+fn config_error(env: &Env, e: &JsonError) -> Error {
+    let range = matches!(
+        e.kind,
+        JsonErrorKind::TooLong
+            | JsonErrorKind::Capacity
+            | JsonErrorKind::Config(
+                ConfigError::Rule(_)
+                    | ConfigError::RuleCount
+                    | ConfigError::PolicyCount
+                    | ConfigError::RouteCount
+                    | ConfigError::Prefix
+            )
+    );
+    throw(
+        env,
+        range,
+        "ERR_RATELIMIT_CONFIG",
+        &format!("invalid config: {e}"),
+    )
+}
+
+fn segment_error(env: &Env, e: &SharedError) -> Error {
+    let (range, code) = match e {
+        SharedError::Capacity { .. } | SharedError::Policies { .. } => {
+            (false, "ERR_RATELIMIT_SHARED_MISMATCH")
+        }
+        SharedError::InvalidCapacity(_) => (true, "ERR_RATELIMIT_CAPACITY"),
+        _ => (false, "ERR_RATELIMIT_SHARED_MEMORY"),
+    };
+    throw(env, range, code, &format!("sharedMemory: {e}"))
+}
+
+fn seed_from_bytes(b: &[u8; 16]) -> Seed {
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&b[..8]);
+    hi.copy_from_slice(&b[8..]);
+    Seed([u64::from_le_bytes(lo), u64::from_le_bytes(hi)])
+}
+
+/// Makes a limiter (or, with `shared_name`, finds the process-wide one of that name or
+/// makes it). `config_json` is FORMAT.md's config object; `on_full` is `"open"` or
+/// `"closed"`; `seed` is 16 bytes or absent (then the OS's random source); `segment` is the
+/// path of a shared-memory table (opened or created), shared with other processes.
+#[napi(catch_unwind)]
+pub fn create(
+    env: Env,
+    config_json: String,
+    on_full: String,
+    seed: Option<Uint8Array>,
+    shared_name: Option<String>,
+    segment: Option<String>,
+) -> Result<External<Arc<Inner>>> {
+    let mode = match on_full.as_str() {
+        "open" => FullTableMode::Open,
+        "closed" => FullTableMode::Closed,
+        _ => {
+            return Err(throw(
+                &env,
+                true,
+                "ERR_RATELIMIT_OPTION",
+                "onFull must be \"open\" or \"closed\"",
+            ))
+        }
+    };
+    let given_seed = match &seed {
+        None => None,
+        Some(s) => match <&[u8; 16]>::try_from(&s[..]) {
+            Ok(b) => Some(seed_from_bytes(b)),
+            Err(_) => {
+                return Err(throw(
+                    &env,
+                    true,
+                    "ERR_RATELIMIT_OPTION",
+                    "seed must be exactly 16 bytes",
+                ));
+            }
+        },
+    };
+    let parsed = parse_config(&config_json).map_err(|e| config_error(&env, &e))?;
+    let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
+
+    let mut registry = shared_name
+        .as_ref()
+        .map(|_| REGISTRY.lock().unwrap_or_else(|p| p.into_inner()));
+    if let (Some(name), Some(reg)) = (&shared_name, &registry) {
+        if let Some((_, inner)) = reg.iter().find(|(n, _)| n == name) {
+            let same = inner.config_json == config_json
+                && inner.limiter.full_table_mode() == mode
+                && inner.segment == segment
+                && given_seed.is_none_or(|s| s == inner.seed);
+            if !same {
+                return Err(throw(
+                    &env,
+                    false,
+                    "ERR_RATELIMIT_SHARED_MISMATCH",
+                    &format!(
+                        "shared limiter \"{name}\" exists with other options (config, capacity, onFull, seed or sharedMemory)"
+                    ),
+                ));
+            }
+            return Ok(External::new(Arc::clone(inner)));
+        }
+    }
+
+    let config = parsed.config;
+    let (table, seed) = match &segment {
+        Some(path) => {
+            if given_seed.is_some() {
+                return Err(throw(
+                    &env,
+                    false,
+                    "ERR_RATELIMIT_OPTION",
+                    "seed cannot be given with sharedMemory: the segment holds its seed",
+                ));
+            }
+            let shared =
+                SharedTable::open(path, Some(capacity), &config).map_err(|e| segment_error(&env, &e))?;
+            let seed = shared.seed();
+            (Table::Shared(shared), seed)
+        }
+        None => {
+            let cells = usize::try_from(capacity)
+                .ok()
+                .and_then(|n| {
+                    let mut v: Vec<Cell> = Vec::new();
+                    v.try_reserve_exact(n).ok()?;
+                    v.extend((0..n).map(|_| Cell::new()));
+                    Some(v.into_boxed_slice())
+                })
+                .ok_or_else(|| {
+                    throw(
+                        &env,
+                        true,
+                        "ERR_RATELIMIT_CAPACITY",
+                        &format!("cannot allocate a table of {capacity} cells"),
+                    )
+                })?;
+            (Table::Owned(cells), given_seed.unwrap_or_else(os_seed))
+        }
+    };
+    let ids = config
+        .policies()
+        .iter()
+        .filter_map(|p| config.policy_id(p.name()))
+        .collect();
+    let inner = Arc::new(Inner {
+        limiter: Limiter::with_full_table_mode(config, table, seed, mode),
+        ids,
+        capacity,
+        seed,
+        config_json,
+        segment,
+    });
+    if let (Some(name), Some(reg)) = (shared_name, registry.as_mut()) {
+        reg.push((name, Arc::clone(&inner)));
+    }
+    Ok(External::new(inner))
+}
+
+/// Forgets the shared limiter of this name (limiters already attached keep working).
+/// Returns whether there was one.
+#[napi(catch_unwind)]
+pub fn unshare(name: String) -> bool {
+    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    let before = reg.len();
+    reg.retain(|(n, _)| *n != name);
+    reg.len() != before
+}
+
+/// A route of the config.
+#[napi(object)]
+pub struct RouteInfo {
+    /// The path prefix.
+    pub prefix: String,
+    /// The policy's name.
+    pub policy: String,
+}
+
+/// What a limiter was made with, as the core holds it.
+#[napi(object)]
+pub struct Info {
+    /// Policy names, by index.
+    pub policies: Vec<String>,
+    /// Routes in order.
+    pub routes: Vec<RouteInfo>,
+    /// The default policy's name.
+    pub default_policy: String,
+    /// Table cells.
+    pub capacity: f64,
+    /// `"open"` or `"closed"`.
+    pub on_full: String,
+    /// The 429 body's `Content-Type`.
+    pub content_type: String,
+}
+
+/// The config, capacity and mode of a limiter.
+#[napi(catch_unwind)]
+pub fn info(handle: &External<Arc<Inner>>) -> Info {
+    let inner: &Inner = handle;
+    let config = inner.limiter.config();
+    Info {
+        policies: config.policies().iter().map(|p| p.name().to_owned()).collect(),
+        routes: config
+            .routes()
+            .iter()
+            .map(|r| RouteInfo {
+                prefix: r.prefix().to_owned(),
+                policy: config.policy(r.policy()).name().to_owned(),
+            })
+            .collect(),
+        default_policy: config.policy(config.default_policy()).name().to_owned(),
+        capacity: inner.capacity as f64,
+        on_full: match inner.limiter.full_table_mode() {
+            FullTableMode::Closed => "closed",
+            _ => "open",
+        }
+        .to_owned(),
+        content_type: BODY_CONTENT_TYPE.to_owned(),
+    }
+}
+
+/// Full-table counts.
+#[napi(object)]
+pub struct StatsInfo {
+    /// Requests admitted because the table was full (fail-open).
+    pub table_full_open: f64,
+    /// Requests denied because the table was full (fail-closed).
+    pub table_full_closed: f64,
+}
+
+/// The limiter's full-table counts (all users of a shared limiter together).
+#[napi(catch_unwind)]
+pub fn stats(handle: &External<Arc<Inner>>) -> StatsInfo {
+    let s = handle.limiter.stats();
+    StatsInfo {
+        table_full_open: s.table_full_open as f64,
+        table_full_closed: s.table_full_closed as f64,
+    }
+}
+
+// ---- the scratch layout shared with index.js ----
+
+/// f64 slots of the scratch (inputs first, then outputs).
+const S_MODE: usize = 0;
+const S_COST: usize = 1;
+const S_NOW_MS: usize = 2;
+const S_POLICY_IN: usize = 3;
+const S_CODE: usize = 4;
+const S_ALLOWED: usize = 5;
+const S_STATUS: usize = 6;
+const S_LIMIT: usize = 7;
+const S_REMAINING: usize = 8;
+const S_RESET: usize = 9;
+const S_RETRY_AFTER: usize = 10;
+const S_POLICY: usize = 11;
+const S_TABLE_FULL: usize = 12;
+const S_COUNT: usize = 13;
+/// Per header `i`: the name's index in `bind`'s name list.
+const S_NAMES: usize = 14;
+/// Per header `i`: the value as a number when it is a canonical decimal of at most 15
+/// digits (a cache key for the text), else -1.
+const S_KEYS: usize = 20;
+/// Per header `i`: the value's length in bytes (the bytes follow each other from `BYTES`).
+const S_LENS: usize = 26;
+const MAX_HEADERS: usize = 6;
+const F64_SLOTS: usize = 32;
+/// Where the header value bytes start.
+const BYTES: usize = F64_SLOTS * 8;
+const SCRATCH_LEN: usize = BYTES + 2048;
+
+const CODE_OK: u32 = 0;
+const CODE_INVALID_COST: u32 = 1;
+const CODE_UNKNOWN_POLICY: u32 = 2;
+const CODE_BAD_KEY: u32 = 3;
+const CODE_BAD_ROUTE: u32 = 4;
+const CODE_BAD_NOW: u32 = 5;
+const CODE_INTERNAL: u32 = 6;
+
+/// The scratch layout and result codes, for the JS wrapper.
+#[napi(object)]
+pub struct Layout {
+    /// Input slot: 0 check, 1 peek.
+    pub mode: u32,
+    /// Input slot: the cost.
+    pub cost: u32,
+    /// Input slot: milliseconds for both clocks, or NaN for the process's clocks.
+    pub now_ms: u32,
+    /// Input slot: policy index, or -1 to route by path.
+    pub policy_in: u32,
+    /// Output slot: the result code.
+    pub code: u32,
+    /// Output slot: 1 when allowed.
+    pub allowed: u32,
+    /// Output slot: HTTP status.
+    pub status: u32,
+    /// Output slot: binding rule's limit.
+    pub limit: u32,
+    /// Output slot: remaining.
+    pub remaining: u32,
+    /// Output slot: reset (epoch seconds).
+    pub reset: u32,
+    /// Output slot: Retry-After seconds (0 when allowed).
+    pub retry_after: u32,
+    /// Output slot: policy index.
+    pub policy: u32,
+    /// Output slot: 1 when the table was full.
+    pub table_full: u32,
+    /// Output slot: number of headers.
+    pub count: u32,
+    /// First slot of header name indexes.
+    pub names: u32,
+    /// First slot of header value keys.
+    pub keys: u32,
+    /// First slot of header value lengths.
+    pub lens: u32,
+    /// Byte offset of the header value bytes.
+    pub bytes: u32,
+    /// Result code: success.
+    pub code_ok: u32,
+    /// Result code: invalid cost.
+    pub code_invalid_cost: u32,
+    /// Result code: unknown policy.
+    pub code_unknown_policy: u32,
+    /// Result code: key neither string nor Uint8Array.
+    pub code_bad_key: u32,
+    /// Result code: route not a string.
+    pub code_bad_route: u32,
+    /// Result code: nowMs out of range.
+    pub code_bad_now: u32,
+    /// Result code: a bug (a caught panic).
+    pub code_internal: u32,
+}
+
+/// The scratch layout.
+#[napi(catch_unwind)]
+pub fn layout() -> Layout {
+    Layout {
+        mode: S_MODE as u32,
+        cost: S_COST as u32,
+        now_ms: S_NOW_MS as u32,
+        policy_in: S_POLICY_IN as u32,
+        code: S_CODE as u32,
+        allowed: S_ALLOWED as u32,
+        status: S_STATUS as u32,
+        limit: S_LIMIT as u32,
+        remaining: S_REMAINING as u32,
+        reset: S_RESET as u32,
+        retry_after: S_RETRY_AFTER as u32,
+        policy: S_POLICY as u32,
+        table_full: S_TABLE_FULL as u32,
+        count: S_COUNT as u32,
+        names: S_NAMES as u32,
+        keys: S_KEYS as u32,
+        lens: S_LENS as u32,
+        bytes: BYTES as u32,
+        code_ok: CODE_OK,
+        code_invalid_cost: CODE_INVALID_COST,
+        code_unknown_policy: CODE_UNKNOWN_POLICY,
+        code_bad_key: CODE_BAD_KEY,
+        code_bad_route: CODE_BAD_ROUTE,
+        code_bad_now: CODE_BAD_NOW,
+        code_internal: CODE_INTERNAL,
+    }
+}
+
+fn style_of(s: &str) -> Option<HeaderStyle> {
+    match s {
+        "x-ratelimit" => Some(HeaderStyle::XRateLimit),
+        "ietf" => Some(HeaderStyle::Ietf),
+        "both" => Some(HeaderStyle::Both),
+        _ => None,
+    }
+}
+
+/// The header names the core writes for `style`, in order (those of a denied decision:
+/// an allowed one writes the same without the last, `Retry-After`).
+fn header_names(inner: &Inner, style: HeaderStyle) -> Vec<&'static str> {
+    let config = inner.limiter.config();
+    let policy = config.default_policy();
+    let probe = Decision {
+        allowed: false,
+        limit: 1,
+        remaining: 0,
+        reset: 0,
+        reset_after_ns: 0,
+        retry_after_seconds: 1,
+        retry_after_ns: 1,
+        policy,
+        binding_rule: 0,
+        table_full: false,
+    };
+    let mut names = Vec::new();
+    let _ = probe.for_each_header(config.policy(policy), style, |name, _| {
+        names.push(name);
+        Ok::<(), ()>(())
+    });
+    names
+}
+
+/// The state of one bound check function: its limiter, header style and scratch.
+struct Bound {
+    inner: Arc<Inner>,
+    style: HeaderStyle,
+    names: Vec<&'static str>,
+    /// The scratch `ArrayBuffer`'s memory (kept alive by the function's `scratch` property).
+    scratch: *mut u8,
+}
+
+/// A raw `napi_value` returned as it is.
+pub struct RawValue(sys::napi_value);
+
+impl TypeName for RawValue {
+    fn type_name() -> &'static str {
+        "Function"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Function
+    }
+}
+
+impl ToNapiValue for RawValue {
+    unsafe fn to_napi_value(_env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        Ok(val.0)
+    }
+}
+
+fn check_status(status: sys::napi_status) -> Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(Error::new(
+            Status::GenericFailure,
+            format!("Node-API call failed ({status})"),
+        ))
+    }
+}
+
+unsafe extern "C" fn finalize_bound(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // SAFETY: `data` is the `Box<Bound>` leaked by `bind` for this function only; the
+    // finalizer runs once, after the function can no longer be called.
+    drop(unsafe { Box::from_raw(data.cast::<Bound>()) });
+}
+
+/// Makes the hot `check(key, route)` function of one JS limiter object, with its scratch
+/// `ArrayBuffer` as the function's `scratch` property, and returns it with the header names
+/// as its `names` property (an array of strings).
+#[napi(catch_unwind)]
+pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<RawValue> {
+    let Some(style) = style_of(&style) else {
+        return Err(throw(
+            &env,
+            true,
+            "ERR_RATELIMIT_OPTION",
+            "headerStyle must be \"x-ratelimit\", \"ietf\" or \"both\"",
+        ));
+    };
+    let inner: &Arc<Inner> = handle;
+    let names = header_names(inner, style);
+    let raw_env = env.raw();
+    let mut data: *mut c_void = ptr::null_mut();
+    let mut scratch = ptr::null_mut();
+    // SAFETY: a live env on its own thread; out-pointers are valid locals.
+    check_status(unsafe { sys::napi_create_arraybuffer(raw_env, SCRATCH_LEN, &mut data, &mut scratch) })?;
+    if data.is_null() || !(data as usize).is_multiple_of(std::mem::align_of::<f64>()) {
+        return Err(Error::new(Status::GenericFailure, "misaligned scratch buffer"));
+    }
+    let mut js_names = ptr::null_mut();
+    // SAFETY: as above.
+    check_status(unsafe { sys::napi_create_array_with_length(raw_env, names.len(), &mut js_names) })?;
+    for (i, name) in names.iter().enumerate() {
+        let mut s = ptr::null_mut();
+        // SAFETY: `name` is valid UTF-8 of the given length.
+        check_status(unsafe {
+            sys::napi_create_string_utf8(
+                raw_env,
+                name.as_ptr().cast::<c_char>(),
+                name.len() as isize,
+                &mut s,
+            )
+        })?;
+        // SAFETY: `js_names` is an array made above.
+        check_status(unsafe { sys::napi_set_element(raw_env, js_names, i as u32, s) })?;
+    }
+    let bound = Box::into_raw(Box::new(Bound {
+        inner: Arc::clone(inner),
+        style,
+        names,
+        scratch: data.cast::<u8>(),
+    }));
+    let mut func = ptr::null_mut();
+    // SAFETY: the name is a valid UTF-8 literal; `bound` lives until the finalizer below.
+    let made = unsafe {
+        sys::napi_create_function(
+            raw_env,
+            c"check".as_ptr(),
+            5,
+            Some(check_callback),
+            bound.cast::<c_void>(),
+            &mut func,
+        )
+    };
+    let finalized = if made == sys::Status::napi_ok {
+        // SAFETY: `func` was just made; the finalizer frees `bound` exactly once.
+        unsafe {
+            sys::napi_add_finalizer(
+                raw_env,
+                func,
+                bound.cast::<c_void>(),
+                Some(finalize_bound),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        }
+    } else {
+        made
+    };
+    if finalized != sys::Status::napi_ok {
+        // SAFETY: no finalizer owns `bound`: free it here, once.
+        drop(unsafe { Box::from_raw(bound) });
+        return check_status(finalized).map(|()| RawValue(ptr::null_mut()));
+    }
+    // SAFETY: `func` is a live function object; the property names are C literals.
+    check_status(unsafe { sys::napi_set_named_property(raw_env, func, c"scratch".as_ptr(), scratch) })?;
+    // SAFETY: as above.
+    check_status(unsafe { sys::napi_set_named_property(raw_env, func, c"names".as_ptr(), js_names) })?;
+    Ok(RawValue(func))
+}
+
+/// Bytes copied on the stack for a string argument (longer ones go to the heap).
+const STACK_LEN: usize = 512;
+
+/// Bytes of a key or route argument: a string (as UTF-8, copied into `stack` or `heap`) or
+/// a `Uint8Array` (borrowed; valid until the callback returns, as no JS runs meanwhile).
+///
+/// # Safety
+///
+/// `env` and `value` must be the live arguments of the current callback.
+unsafe fn arg_bytes<'a>(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    stack: &'a mut MaybeUninit<[u8; STACK_LEN]>,
+    heap: &'a mut Vec<u8>,
+    allow_bytes: bool,
+) -> Option<&'a [u8]> {
+    let mut len = 0usize;
+    // Fast path for ASCII strings (API keys and paths nearly always are): V8 copies a string
+    // out as UTF-16 with a plain widening copy, far cheaper than its UTF-8 encoder; ASCII
+    // narrowed back is its own UTF-8. Anything else takes the UTF-8 path below.
+    let mut wide = MaybeUninit::<[u16; STACK_LEN]>::uninit();
+    // SAFETY: `wide` is writable for STACK_LEN units; the caller vouches for env and value.
+    let st = unsafe {
+        sys::napi_get_value_string_utf16(env, value, wide.as_mut_ptr().cast::<u16>(), STACK_LEN, &mut len)
+    };
+    if st == sys::Status::napi_ok && len + 1 < STACK_LEN {
+        // SAFETY: Node-API wrote `len` units from the start of `wide`.
+        let units = unsafe { std::slice::from_raw_parts(wide.as_ptr().cast::<u16>(), len) };
+        if units.iter().fold(0u16, |acc, &u| acc | u) < 0x80 {
+            let out = stack.as_mut_ptr().cast::<u8>();
+            for (i, &u) in units.iter().enumerate() {
+                // SAFETY: i < len < STACK_LEN, inside `stack`.
+                unsafe { out.add(i).write(u as u8) };
+            }
+            // SAFETY: the first `len` bytes of `stack` were just written.
+            return Some(unsafe { std::slice::from_raw_parts(out, len) });
+        }
+    }
+    // SAFETY: `stack` is writable for STACK_LEN bytes; the caller vouches for env and value.
+    let st = unsafe {
+        sys::napi_get_value_string_utf8(
+            env,
+            value,
+            stack.as_mut_ptr().cast::<c_char>(),
+            STACK_LEN,
+            &mut len,
+        )
+    };
+    if st == sys::Status::napi_ok {
+        if len + 1 < STACK_LEN {
+            // SAFETY: Node-API wrote `len` bytes (and a NUL) from the start of `stack`.
+            return Some(unsafe { std::slice::from_raw_parts(stack.as_ptr().cast::<u8>(), len) });
+        }
+        // Possibly cut short: ask for the length, then copy all of it.
+        // SAFETY: a null buffer asks for the length only.
+        let st = unsafe { sys::napi_get_value_string_utf8(env, value, ptr::null_mut(), 0, &mut len) };
+        if st != sys::Status::napi_ok {
+            return None;
+        }
+        heap.resize(len + 1, 0);
+        // SAFETY: `heap` is writable for `len + 1` bytes.
+        let st = unsafe {
+            sys::napi_get_value_string_utf8(env, value, heap.as_mut_ptr().cast::<c_char>(), len + 1, &mut len)
+        };
+        return (st == sys::Status::napi_ok).then(|| &heap[..len]);
+    }
+    if !allow_bytes || st != sys::Status::napi_string_expected {
+        return None;
+    }
+    let mut is_typed = false;
+    // SAFETY: as above.
+    if unsafe { sys::napi_is_typedarray(env, value, &mut is_typed) } != sys::Status::napi_ok || !is_typed {
+        return None;
+    }
+    let mut kind = 0;
+    let mut data: *mut c_void = ptr::null_mut();
+    // SAFETY: `value` is a typed array; null out-pointers are allowed for unused fields.
+    let st = unsafe {
+        sys::napi_get_typedarray_info(
+            env,
+            value,
+            &mut kind,
+            &mut len,
+            &mut data,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    if st != sys::Status::napi_ok
+        || !(kind == sys::TypedarrayType::uint8_array || kind == sys::TypedarrayType::uint8_clamped_array)
+    {
+        return None;
+    }
+    if len == 0 || data.is_null() {
+        return Some(&[]);
+    }
+    // SAFETY: a Uint8Array's `data` points at `len` bytes that stay put while no JS runs
+    // (the rest of this callback).
+    Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+}
+
+/// `Number.MAX_SAFE_INTEGER`: the largest whole number a JS number holds exactly.
+const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
+/// `ms` (finite, >= 0) as nanoseconds, exact for whole milliseconds.
+fn ms_to_ns(ms: f64) -> Option<u64> {
+    if !(0.0..=MAX_SAFE).contains(&ms) {
+        return None;
+    }
+    let whole = ms.trunc();
+    let frac_ns = ((ms - whole) * 1e6).round() as u64;
+    (whole as u64).checked_mul(1_000_000)?.checked_add(frac_ns)
+}
+
+/// A canonical decimal of at most 15 digits as a number (the text cache's key), else -1.
+fn decimal_key(v: &[u8]) -> f64 {
+    if v.is_empty() || v.len() > 15 || (v.len() > 1 && v[0] == b'0') {
+        return -1.0;
+    }
+    let mut n = 0u64;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return -1.0;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    n as f64
+}
+
+unsafe extern "C" fn check_callback(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    let mut argc = 2usize;
+    let mut argv = [ptr::null_mut(); 2];
+    let mut data: *mut c_void = ptr::null_mut();
+    // SAFETY: `env` and `info` are this callback's; the out-pointers are valid locals.
+    let st = unsafe {
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            &mut data,
+        )
+    };
+    if st != sys::Status::napi_ok || data.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `data` is the `Bound` given to `napi_create_function`, alive until the
+    // function's finalizer, which cannot run during a call of it.
+    let bound = unsafe { &*data.cast::<Bound>() };
+    // SAFETY: the scratch holds SCRATCH_LEN bytes, 8-aligned (checked in `bind`), owned by
+    // the function's `scratch` property; only this thread's JS touches it, never during
+    // this call.
+    let scratch = unsafe { std::slice::from_raw_parts_mut(bound.scratch, SCRATCH_LEN) };
+    let out = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: argv holds this callback's arguments (undefined when not passed).
+        unsafe { decide(env, bound, scratch, argv[0], argv[1]) }
+    }));
+    match out {
+        Ok(v) => v,
+        Err(_) => {
+            // SAFETY: as above; the closure's borrow ended with the panic.
+            let scratch = unsafe { std::slice::from_raw_parts_mut(bound.scratch, SCRATCH_LEN) };
+            put(scratch, S_CODE, f64::from(CODE_INTERNAL));
+            ptr::null_mut()
+        }
+    }
+}
+
+fn get(scratch: &[u8], slot: usize) -> f64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&scratch[slot * 8..slot * 8 + 8]);
+    f64::from_ne_bytes(b)
+}
+
+fn put(scratch: &mut [u8], slot: usize, v: f64) {
+    scratch[slot * 8..slot * 8 + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// The body of the hot call.
+///
+/// # Safety
+///
+/// `env`, `key` and `route` must be the live arguments of the current callback.
+unsafe fn decide(
+    env: sys::napi_env,
+    bound: &Bound,
+    scratch: &mut [u8],
+    key: sys::napi_value,
+    route: sys::napi_value,
+) -> sys::napi_value {
+    let fail = |scratch: &mut [u8], code: u32| {
+        put(scratch, S_CODE, f64::from(code));
+        ptr::null_mut()
+    };
+    let inner = &*bound.inner;
+    let peek = get(scratch, S_MODE) != 0.0;
+    let cost = get(scratch, S_COST);
+    let now_ms = get(scratch, S_NOW_MS);
+    let policy_in = get(scratch, S_POLICY_IN);
+
+    let (mut key_stack, mut key_heap) = (MaybeUninit::uninit(), Vec::new());
+    // SAFETY: the caller vouches for env and key.
+    let Some(key) = (unsafe { arg_bytes(env, key, &mut key_stack, &mut key_heap, true) }) else {
+        return fail(scratch, CODE_BAD_KEY);
+    };
+    let (mut route_stack, mut route_heap) = (MaybeUninit::uninit(), Vec::new());
+    let target = if policy_in >= 0.0 {
+        match inner.ids.get(policy_in as usize) {
+            Some(&id) if policy_in.fract() == 0.0 => Target::Policy(id),
+            _ => return fail(scratch, CODE_UNKNOWN_POLICY),
+        }
+    } else {
+        // SAFETY: the caller vouches for env and route.
+        let bytes = unsafe { arg_bytes(env, route, &mut route_stack, &mut route_heap, false) };
+        match bytes {
+            // SAFETY: the bytes are what `napi_get_value_string_utf8` wrote (strings only:
+            // `allow_bytes` is false), which is UTF-8 (V8 replaces lone surrogates and
+            // never cuts a character).
+            Some(b) => Target::Route(unsafe { std::str::from_utf8_unchecked(b) }),
+            None => return fail(scratch, CODE_BAD_ROUTE),
+        }
+    };
+    if !((1.0..=MAX_SAFE).contains(&cost) && cost.fract() == 0.0) {
+        return fail(scratch, CODE_INVALID_COST);
+    }
+    let now = if now_ms.is_nan() {
+        now()
+    } else {
+        match ms_to_ns(now_ms) {
+            Some(ns) => Now::same(ns),
+            None => return fail(scratch, CODE_BAD_NOW),
+        }
+    };
+    let decided = if peek {
+        inner.limiter.peek(key, target, cost as u64, now)
+    } else {
+        inner.limiter.check(key, target, cost as u64, now)
+    };
+    let d = match decided {
+        Ok(d) => d,
+        Err(CheckError::InvalidCost) => return fail(scratch, CODE_INVALID_COST),
+        Err(_) => return fail(scratch, CODE_UNKNOWN_POLICY),
+    };
+    put(scratch, S_ALLOWED, if d.allowed { 1.0 } else { 0.0 });
+    put(scratch, S_STATUS, f64::from(d.status()));
+    put(scratch, S_LIMIT, d.limit as f64);
+    put(scratch, S_REMAINING, d.remaining as f64);
+    put(scratch, S_RESET, d.reset as f64);
+    put(scratch, S_RETRY_AFTER, d.retry_after_seconds as f64);
+    put(scratch, S_POLICY, d.policy.index() as f64);
+    put(scratch, S_TABLE_FULL, if d.table_full { 1.0 } else { 0.0 });
+    let policy = inner.limiter.policy(d.policy);
+    let mut count = 0usize;
+    let mut at = BYTES;
+    let wrote = d.for_each_header(policy, bound.style, |name, value| {
+        let v = value.as_bytes();
+        let Some(idx) = bound.names.iter().position(|n| ptr::eq(*n, name) || *n == name) else {
+            return Err(());
+        };
+        if count == MAX_HEADERS || at + v.len() > SCRATCH_LEN {
+            return Err(());
+        }
+        scratch[at..at + v.len()].copy_from_slice(v);
+        at += v.len();
+        put(scratch, S_NAMES + count, idx as f64);
+        put(scratch, S_KEYS + count, decimal_key(v));
+        put(scratch, S_LENS + count, v.len() as f64);
+        count += 1;
+        Ok(())
+    });
+    if wrote.is_err() {
+        return fail(scratch, CODE_INTERNAL);
+    }
+    put(scratch, S_COUNT, count as f64);
+    put(scratch, S_CODE, f64::from(CODE_OK));
+    if d.allowed {
+        return ptr::null_mut();
+    }
+    let mut body = [0u8; 256];
+    let Ok(len) = aisoule_ratelimit::write_to_slice(&mut body, |w| d.write_body(w)) else {
+        return fail(scratch, CODE_INTERNAL);
+    };
+    let mut s = ptr::null_mut();
+    // SAFETY: `body[..len]` is the core's ASCII text; `s` is a valid out-pointer.
+    let st =
+        unsafe { sys::napi_create_string_utf8(env, body.as_ptr().cast::<c_char>(), len as isize, &mut s) };
+    if st != sys::Status::napi_ok {
+        return fail(scratch, CODE_INTERNAL);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_milliseconds_are_exact_nanoseconds() {
+        assert_eq!(ms_to_ns(0.0), Some(0));
+        assert_eq!(ms_to_ns(1_780_423_178_274.0), Some(1_780_423_178_274_000_000));
+        assert_eq!(ms_to_ns(1.5), Some(1_500_000));
+        assert_eq!(ms_to_ns(MAX_SAFE), None); // past u64 nanoseconds
+        assert_eq!(ms_to_ns(-1.0), None);
+        assert_eq!(ms_to_ns(f64::NAN), None);
+        assert_eq!(ms_to_ns(f64::INFINITY), None);
+    }
+
+    #[test]
+    fn only_canonical_decimals_get_a_cache_key() {
+        assert_eq!(decimal_key(b"0"), 0.0);
+        assert_eq!(decimal_key(b"1780423179"), 1_780_423_179.0);
+        assert_eq!(decimal_key(b"999999999999999"), 999_999_999_999_999.0);
+        for v in [&b""[..], b"007", b"1234567890123456", b"\"p\";r=1;t=2", b"12a"] {
+            assert_eq!(decimal_key(v), -1.0, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn seeds_are_little_endian_halves() {
+        let mut b = [0u8; 16];
+        b[0] = 1;
+        b[8] = 2;
+        assert_eq!(seed_from_bytes(&b), Seed([1, 2]));
+    }
+
+    #[test]
+    fn header_names_are_the_cores_in_order() {
+        let parsed = parse_config("{}").expect("the documented config");
+        let inner = Inner {
+            limiter: Limiter::new(parsed.config, Table::owned(16), Seed([1, 2])),
+            ids: Vec::new(),
+            capacity: 16,
+            seed: Seed([1, 2]),
+            config_json: "{}".into(),
+            segment: None,
+        };
+        assert_eq!(
+            header_names(&inner, HeaderStyle::XRateLimit),
+            [
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After"
+            ]
+        );
+        assert_eq!(header_names(&inner, HeaderStyle::Both).len(), MAX_HEADERS);
+    }
+}
