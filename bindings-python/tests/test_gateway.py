@@ -262,7 +262,7 @@ def test_documented_config_is_the_core_default(tmp_path: Path) -> None:
     Limiter.from_json(json.dumps(DOCUMENTED_CONFIG), shared=segment)
     changed = json.loads(json.dumps(DOCUMENTED_CONFIG))
     changed["policies"]["media"][0]["limit"] = 31
-    with pytest.raises(ValueError, match=r"^shared: segment was made for other policies"):
+    with pytest.raises(ValueError, match=r"^shared: .*segment was made for other policies"):
         Limiter.from_json(json.dumps(changed), shared=segment)
 
 
