@@ -378,6 +378,10 @@ def test_make_run_is_the_gateway_and_ctrl_c_cleans_up() -> None:
         segment = Path(f"/dev/shm/aisoule-gateway-{port}")
         assert segment.exists()
         stop(gw)
+    # make has exited; the gateway it ran removes the segment as it stops.
+    end = time.monotonic() + 15
+    while segment.exists() and time.monotonic() < end:
+        time.sleep(0.05)
     assert not segment.exists()
     assert f"listening on http://127.0.0.1:{port}" in gw.text()
 
