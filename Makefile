@@ -1,5 +1,6 @@
 # aisoule-ratelimit: one Rust core, thin bindings. `make help` lists the targets.
-# The two commands of the README: `make run` (the main job) and `make test` (every test).
+# The two commands of the README: `make run` (the main job: the reference gateway) and
+# `make test` (every test).
 # Both install what they need (rustup targets and components, cargo tools, pip/npm
 # packages, Debian packages) on a fresh machine.
 
@@ -17,8 +18,18 @@ LOOM_TARGET_DIR := target/loom
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
+# `make run HOST=0.0.0.0 PORT=9000 GATEWAY_ARGS="--workers 8 --config limits.json"`
+HOST ?= 127.0.0.1
+PORT ?= 8080
+GATEWAY_ARGS ?=
+
 .PHONY: run
-run: ## The main job: replay the conformance traces through the core, per-trace table
+run: ## The main job: the reference gateway on http://127.0.0.1:8080 (HOST=, PORT=, GATEWAY_ARGS=)
+	@$(MAKE) -s --no-print-directory -C bindings-python build
+	exec bindings-python/.venv/bin/python -m aisoule_ratelimit gateway --host $(HOST) --port $(PORT) $(GATEWAY_ARGS)
+
+.PHONY: summary
+summary: ## Replay the conformance traces through the core, one line per trace
 	$(CARGO) run --quiet --release -p aisoule-ratelimit-conformance --bin summary
 
 .PHONY: setup

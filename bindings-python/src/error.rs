@@ -2,10 +2,11 @@
 
 use aisoule_ratelimit::json::JsonError;
 use std::io;
+use std::path::Path;
 
 use aisoule_ratelimit::{CheckError, Policy};
 use aisoule_ratelimit_host::SharedError;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 /// An invalid config: a ValueError with the core's text, which names the field
@@ -26,13 +27,42 @@ pub(crate) fn check_error(e: CheckError, policy: &Policy) -> PyErr {
     }
 }
 
-/// A shared segment that cannot be opened: the OSError subclass of the system error
-/// (FileNotFoundError, PermissionError, ...) or, for a segment that does not fit this
-/// limiter, a ValueError naming `shared`.
-pub(crate) fn shared_error(e: &SharedError) -> PyErr {
+/// A shared segment that cannot be opened.
+///
+/// A system error is the OSError subclass of its errno (FileNotFoundError for a missing
+/// directory, PermissionError for a read-only file or directory, OSError with `EROFS`
+/// for a read-only file system...), with `errno`, `strerror` (starting `shared: cannot
+/// OP the segment`) and `filename` (the path asked for). A segment that does not fit
+/// this limiter, or a file that is no valid segment (truncated, corrupt, other magic),
+/// is a ValueError starting `shared: PATH: ` and naming the difference.
+pub(crate) fn shared_error(py: Python<'_>, path: &Path, e: &SharedError) -> PyErr {
+    let shown = path.display();
     match e {
-        SharedError::Io { source, .. } => io::Error::new(source.kind(), format!("shared: {e}")).into(),
-        _ => PyValueError::new_err(format!("shared: {e}")),
+        SharedError::Io { op, source, .. } => match source.raw_os_error() {
+            Some(errno) => {
+                let text = py
+                    .import("os")
+                    .and_then(|os| os.call_method1("strerror", (errno,)))
+                    .and_then(|s| s.extract::<String>())
+                    .unwrap_or_else(|_| source.to_string());
+                // OSError(errno, strerror, filename) makes the subclass of that errno.
+                PyOSError::new_err((
+                    errno,
+                    format!("shared: cannot {op} the segment: {text}"),
+                    path.as_os_str().to_owned(),
+                ))
+            }
+            None => io::Error::new(
+                source.kind(),
+                format!("shared: {shown}: cannot {op} the segment: {source}"),
+            )
+            .into(),
+        },
+        // These name the path themselves.
+        SharedError::NotASegment(_) | SharedError::Corrupt(_) => {
+            PyValueError::new_err(format!("shared: {e}"))
+        }
+        _ => PyValueError::new_err(format!("shared: {shown}: {e}")),
     }
 }
 

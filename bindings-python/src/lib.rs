@@ -19,11 +19,13 @@ use aisoule_ratelimit::{
     Cell, Config, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed,
     Target, BODY_CONTENT_TYPE, CELL_SIZE,
 };
-use aisoule_ratelimit_host::{monotonic_ns as mono_ns, os_seed, wall_ns, SharedError, SharedTable, Table};
+use aisoule_ratelimit_host::{
+    monotonic_ns as mono_ns, try_os_seed, wall_ns, SharedError, SharedTable, Table,
+};
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyMapping, PySequence, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyMapping, PySequence, PyString, PyTuple, PyType};
 
 use crate::error::{check_error, json_error, shared_error, type_name};
 
@@ -107,7 +109,7 @@ impl Limiter {
         on_full: &Bound<'_, PyAny>,
         seed: Option<&Bound<'_, PyAny>>,
         header_style: &Bound<'_, PyAny>,
-        shared: Option<&Bound<'_, PyAny>>,
+        shared: Option<PathBuf>,
     ) -> PyResult<Self> {
         let on_full = match expect_str(on_full, "on_full")? {
             "open" => FullTableMode::Open,
@@ -125,7 +127,6 @@ impl Limiter {
             }
         };
         let seed = seed.map(seed_from).transpose()?;
-        let shared = shared.map(shared_path).transpose()?;
         let parsed = parse_config(text).map_err(|e| json_error(&e))?;
         if let Some(path) = shared {
             if seed.is_some() {
@@ -143,7 +144,7 @@ impl Limiter {
                         other => other,
                     },
                 })
-                .map_err(|e| shared_error(&e))?;
+                .map_err(|e| shared_error(py, &path, &e))?;
             let seed = table.seed();
             let capacity = table.capacity() as u64;
             return Ok(Limiter::assemble(
@@ -157,7 +158,11 @@ impl Limiter {
                 Some(path),
             ));
         }
-        let seed = seed.unwrap_or_else(os_seed);
+        // No random source: the OSError of getrandom(2), not a panic.
+        let seed = match seed {
+            Some(s) => s,
+            None => try_os_seed()?,
+        };
         let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
         let cells = usize::try_from(capacity)
             .ok()
@@ -299,14 +304,64 @@ fn seed_from(obj: &Bound<'_, PyAny>) -> PyResult<Seed> {
     )))
 }
 
-/// The path of a shared segment: a str or an `os.PathLike`.
-fn shared_path(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+/// The path of a shared segment: a str or an `os.PathLike`; `field` names the argument.
+fn shared_path(obj: &Bound<'_, PyAny>, field: &str) -> PyResult<PathBuf> {
     obj.extract::<PathBuf>().map_err(|_| {
         PyTypeError::new_err(format!(
-            "shared must be a path (str or os.PathLike), not {}",
+            "{field} must be a str or os.PathLike, not {}",
             type_name(obj)
         ))
     })
+}
+
+/// The config object of FORMAT.md as JSON text, from the JSON-shaped Python values of
+/// `Limiter(...)` and `Limiter.open_shared(...)` (the core's parser then checks it).
+fn config_text<'py>(
+    py: Python<'py>,
+    policies: Option<&Bound<'py, PyAny>>,
+    routes: Option<&Bound<'py, PyAny>>,
+    default_policy: Option<&Bound<'py, PyAny>>,
+    capacity: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyString>> {
+    let cfg = PyDict::new(py);
+    if let Some(p) = policies {
+        if p.cast::<PyMapping>().is_err() {
+            return Err(PyTypeError::new_err(format!(
+                "policies must be a mapping of policy names to lists of rules, not {}",
+                type_name(p)
+            )));
+        }
+        cfg.set_item("policies", PyDict::from_sequence(&p.call_method0("items")?)?)?;
+    }
+    if let Some(r) = routes {
+        if r.is_instance_of::<PyString>() || r.is_instance_of::<PyBytes>() || r.cast::<PySequence>().is_err()
+        {
+            return Err(PyTypeError::new_err(format!(
+                "routes must be a list of {{\"prefix\": ..., \"policy\": ...}} objects, not {}",
+                type_name(r)
+            )));
+        }
+        cfg.set_item(
+            "routes",
+            PyList::new(py, r.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
+        )?;
+    }
+    if let Some(d) = default_policy {
+        cfg.set_item("default_policy", expect_str(d, "default_policy")?)?;
+    }
+    if let Some(c) = capacity {
+        if !c.is_instance_of::<PyInt>() || c.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(PyTypeError::new_err(format!(
+                "capacity must be an int, not {}",
+                type_name(c)
+            )));
+        }
+        // The core validates the number (`capacity: must be from 1 to 4294967296`).
+        cfg.set_item("capacity", c)?;
+    }
+    // NaN and infinities pass as `NaN`/`Infinity`, which the core refuses naming the field.
+    let text = py.import("json")?.call_method1("dumps", (cfg,))?;
+    Ok(text.cast_into::<PyString>()?)
 }
 
 #[pymethods]
@@ -331,47 +386,8 @@ impl Limiter {
         header_style: Option<&Bound<'_, PyAny>>,
         shared: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let cfg = PyDict::new(py);
-        if let Some(p) = policies {
-            if p.cast::<PyMapping>().is_err() {
-                return Err(PyTypeError::new_err(format!(
-                    "policies must be a mapping of policy names to lists of rules, not {}",
-                    type_name(p)
-                )));
-            }
-            cfg.set_item("policies", PyDict::from_sequence(&p.call_method0("items")?)?)?;
-        }
-        if let Some(r) = routes {
-            if r.is_instance_of::<PyString>()
-                || r.is_instance_of::<PyBytes>()
-                || r.cast::<PySequence>().is_err()
-            {
-                return Err(PyTypeError::new_err(format!(
-                    "routes must be a list of {{\"prefix\": ..., \"policy\": ...}} objects, not {}",
-                    type_name(r)
-                )));
-            }
-            cfg.set_item(
-                "routes",
-                PyList::new(py, r.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
-            )?;
-        }
-        if let Some(d) = default_policy {
-            cfg.set_item("default_policy", expect_str(d, "default_policy")?)?;
-        }
-        if let Some(c) = capacity {
-            if !c.is_instance_of::<PyInt>() || c.is_instance_of::<pyo3::types::PyBool>() {
-                return Err(PyTypeError::new_err(format!(
-                    "capacity must be an int, not {}",
-                    type_name(c)
-                )));
-            }
-            // The core validates the number (`capacity: must be from 1 to 4294967296`).
-            cfg.set_item("capacity", c)?;
-        }
-        // NaN and infinities pass as `NaN`/`Infinity`, which the core refuses naming the field.
-        let text = py.import("json")?.call_method1("dumps", (cfg,))?;
-        let text = text.cast::<PyString>()?.to_str()?;
+        let text = config_text(py, policies, routes, default_policy, capacity)?;
+        let text = text.to_str()?;
         let open = PyString::new(py, "open");
         let xrl = PyString::new(py, "x-ratelimit");
         Limiter::build(
@@ -380,7 +396,7 @@ impl Limiter {
             on_full.unwrap_or(open.as_any()),
             seed,
             header_style.unwrap_or(xrl.as_any()),
-            shared,
+            shared.map(|p| shared_path(p, "shared")).transpose()?,
         )
     }
 
@@ -410,7 +426,46 @@ impl Limiter {
             on_full.unwrap_or(open.as_any()),
             seed,
             header_style.unwrap_or(xrl.as_any()),
-            shared,
+            shared.map(|p| shared_path(p, "shared")).transpose()?,
+        )
+    }
+
+    /// A limiter over the table in the shared-memory segment at `path`, which processes
+    /// of every language (Python, Node, C) open at once and count in together.
+    ///
+    /// The first process creates the segment (mode 0600, `capacity` cells, default
+    /// 65,536, and a fresh seed from the OS); the others attach to it: their policies and
+    /// routes must be the segment's, and `capacity`, when given, its capacity. The hash
+    /// seed is the segment's. A segment that does not fit raises ValueError naming the
+    /// difference; a system error (missing directory, read-only file) the OSError
+    /// subclass of its errno, with `filename` set. A failed open changes no file.
+    #[classmethod]
+    #[pyo3(signature = (path, capacity=None, policies=None, routes=None, default_policy=None, on_full=None, header_style=None))]
+    #[pyo3(
+        text_signature = "(path, capacity=None, policies=None, routes=None, default_policy=None, on_full='open', header_style='x-ratelimit')"
+    )]
+    #[allow(clippy::too_many_arguments, reason = "the Python signature")]
+    fn open_shared(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        capacity: Option<&Bound<'_, PyAny>>,
+        policies: Option<&Bound<'_, PyAny>>,
+        routes: Option<&Bound<'_, PyAny>>,
+        default_policy: Option<&Bound<'_, PyAny>>,
+        on_full: Option<&Bound<'_, PyAny>>,
+        header_style: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let text = config_text(py, policies, routes, default_policy, capacity)?;
+        let open = PyString::new(py, "open");
+        let xrl = PyString::new(py, "x-ratelimit");
+        Limiter::build(
+            py,
+            text.to_str()?,
+            on_full.unwrap_or(open.as_any()),
+            None,
+            header_style.unwrap_or(xrl.as_any()),
+            Some(shared_path(path, "path")?),
         )
     }
 

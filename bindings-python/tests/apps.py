@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from aisoule_ratelimit import Limiter
 from aisoule_ratelimit.asgi import RateLimitMiddleware as ASGIRateLimit
@@ -13,7 +15,7 @@ from tests.conftest import BURST3
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-from aisoule_ratelimit.asgi import Receive, Scope, Send
+from aisoule_ratelimit.asgi import ASGIApp, Message, Receive, Scope, Send
 
 
 async def hello_asgi(scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,3 +86,25 @@ def flask_app(limiter: Limiter | None = None, **kwargs: Any) -> object:
 
 # For `uvicorn tests.apps:uvicorn_app`.
 uvicorn_app = ASGIRateLimit(hello_asgi, Limiter(policies=BURST3, routes=[]))
+
+
+def shared_starlette_app() -> ASGIApp:
+    """For `uvicorn --factory tests.apps:shared_starlette_app --workers N`: a Starlette app
+    with the middleware over the documented limits on the shared table at
+    `$ASRL_TEST_SEGMENT`. Every response names its worker (`x-worker: <pid>`); each
+    worker, once its lifespan startup is done, creates `$ASRL_TEST_READY_DIR/<pid>`."""
+    limiter = Limiter.open_shared(os.environ["ASRL_TEST_SEGMENT"])
+    app = cast(ASGIApp, starlette_app(limiter))
+    pid = str(os.getpid())
+
+    async def tagged(scope: Scope, receive: Receive, send: Send) -> None:
+        async def tag(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-worker", pid.encode())]}
+            elif message["type"] == "lifespan.startup.complete":
+                (Path(os.environ["ASRL_TEST_READY_DIR"]) / pid).touch()
+            await send(message)
+
+        await app(scope, receive, tag)
+
+    return tagged

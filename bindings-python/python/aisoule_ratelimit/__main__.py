@@ -1,4 +1,5 @@
-"""`python -m aisoule_ratelimit replay TRACE`: the binding's answers to a conformance trace."""
+"""`python -m aisoule_ratelimit COMMAND`: `replay TRACE` prints the binding's answers to a
+conformance trace; `gateway` runs the reference HTTP gateway (see `gateway.py`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,23 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     rp = sub.add_parser("replay", help="print the answers to a conformance trace, one JSON line each")
     rp.add_argument("trace", help="a *.trace.jsonl file (conformance/FORMAT.md)")
+    gw = sub.add_parser(
+        "gateway",
+        help="run the reference HTTP gateway (uvicorn, several workers, one shared table)",
+        description="The AISoule rate limits over HTTP: GET /v1/status, POST /v1/messages, "
+        "POST /v1/media, per API key (Authorization: Bearer <key>).",
+    )
+    from aisoule_ratelimit import gateway
+
+    gateway.add_arguments(gw)
     args = parser.parse_args(argv)
-    path: str = args.trace
+    if args.command == "gateway":
+        return gateway.main(args)
+    return replay(args.trace)
+
+
+def replay(path: str) -> int:
+    """Prints the answers to the trace at `path`; returns the exit status."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()

@@ -43,6 +43,23 @@ class Limiter:
         header_style: Literal["x-ratelimit", "ietf", "both"] = "x-ratelimit",
         shared: str | os.PathLike[str] | None = None,
     ) -> Limiter: ...
+    @classmethod
+    def open_shared(
+        cls,
+        path: str | os.PathLike[str],
+        capacity: int | None = None,
+        policies: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        routes: Sequence[Mapping[str, str]] | None = None,
+        default_policy: str | None = None,
+        on_full: Literal["open", "closed"] = "open",
+        header_style: Literal["x-ratelimit", "ietf", "both"] = "x-ratelimit",
+    ) -> Limiter:
+        """A limiter over the table in the shared-memory segment at `path`, created (mode
+        0600, `capacity` cells, a seed from the OS) by the first process that opens it.
+
+        Raises ValueError when the segment does not fit (other policies, routes or
+        capacity; truncated, corrupt or not a segment), and the OSError subclass of the
+        system error (FileNotFoundError, PermissionError, ...) with `filename` set."""
     def check(
         self,
         key: str | bytes,

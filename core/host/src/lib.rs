@@ -91,8 +91,20 @@ pub enum Table {
 
 impl Table {
     /// `capacity` empty cells on the heap.
+    ///
+    /// # Panics
+    ///
+    /// When the allocation fails (as `Vec` does); [`Table::try_owned`] returns `None`.
     pub fn owned(capacity: usize) -> Table {
         Table::Owned((0..capacity).map(|_| Cell::new()).collect())
+    }
+
+    /// `capacity` empty cells on the heap, or `None` when they cannot be allocated.
+    pub fn try_owned(capacity: usize) -> Option<Table> {
+        let mut cells = Vec::new();
+        cells.try_reserve_exact(capacity).ok()?;
+        cells.extend((0..capacity).map(|_| Cell::new()));
+        Some(Table::Owned(cells.into_boxed_slice()))
     }
 }
 
