@@ -480,7 +480,9 @@ mod decimal_tests {
         let mut x: u64 = 1;
         let mut values = std::vec![0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, u64::MAX, u64::MAX - 1];
         for _ in 0..2000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             values.push(x >> (x % 64));
         }
         for p in 0..20u32 {
