@@ -404,7 +404,8 @@ mod tests {
     #[test]
     fn documented_policies_have_the_documented_rules() {
         let c = Config::documented();
-        let figures: std::vec::Vec<(&str, std::vec::Vec<(u64, u64, u64)>)> = c
+        type Figures<'a> = std::vec::Vec<(&'a str, std::vec::Vec<(u64, u64, u64)>)>;
+        let figures: Figures<'_> = c
             .policies()
             .iter()
             .map(|p| {

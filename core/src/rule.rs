@@ -715,7 +715,7 @@ mod tests {
         // Denied, k = 10 - 4 - 1 = 5 >= 0: retry = 100 W + W - floor((6W - 1) / 8) - now = 1 ns.
         assert_eq!(step(&rule, &mut st, now, 1), (false, 0, 90_000_000_001, 1));
         // One ns later: n = 4 + floor(8 * (45 s - 1) / 60 s) = 9: admitted.
-        assert_eq!(step(&rule, &mut st, now + 1, 1).0, true);
+        assert!(step(&rule, &mut st, now + 1, 1).0);
     }
 
     #[test]
