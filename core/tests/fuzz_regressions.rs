@@ -37,7 +37,8 @@ fn one_request(
     })
 }
 
-/// Found while writing the `table` target (a 2-rule policy on a 1-cell table).
+/// Found by the `table` target built with `--no-default-features` (libFuzzer timeout in
+/// its first second; a 2-rule policy on a 1-cell table).
 ///
 /// `Limiter::run` looks every rule's cell up before storing any. When two rules of the
 /// policy choose the same cell (both `Slot::Vacant` at one index, or one rule's own

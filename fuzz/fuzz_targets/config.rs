@@ -29,13 +29,27 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let first = parse_config(text);
-    assert_eq!(first, parse_config(text), "the same text parsed differently twice");
+    assert_eq!(
+        first,
+        parse_config(text),
+        "the same text parsed differently twice"
+    );
     match first {
         Err(e) => {
             let shown = e.to_string();
-            let path = if e.path.is_empty() { "config" } else { e.path.as_str() };
-            assert!(shown.starts_with(path), "error {shown:?} does not start with its path {path:?}");
-            assert!(shown[path.len()..].starts_with(": "), "error {shown:?}: no ': ' after the path");
+            let path = if e.path.is_empty() {
+                "config"
+            } else {
+                e.path.as_str()
+            };
+            assert!(
+                shown.starts_with(path),
+                "error {shown:?} does not start with its path {path:?}"
+            );
+            assert!(
+                shown[path.len()..].starts_with(": "),
+                "error {shown:?}: no ': ' after the path"
+            );
         }
         Ok(parsed) => {
             check_valid(&parsed);
@@ -60,8 +74,15 @@ fn check_valid(parsed: &ParsedConfig) {
     for (i, p) in policies.iter().enumerate() {
         let name = p.name();
         assert!(!name.is_empty() && name.len() <= MAX_NAME_LEN, "name {name:?}");
-        assert!(name.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'), "name {name:?}");
-        assert!(policies[..i].iter().all(|q| q.name() != name), "duplicate {name:?}");
+        assert!(
+            name.bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
+            "name {name:?}"
+        );
+        assert!(
+            policies[..i].iter().all(|q| q.name() != name),
+            "duplicate {name:?}"
+        );
         assert!(!p.rules().is_empty() && p.rules().len() <= MAX_RULES);
         for r in p.rules() {
             check_rule(r);
@@ -70,7 +91,11 @@ fn check_valid(parsed: &ParsedConfig) {
     }
     assert!(config.routes().len() <= MAX_ROUTES);
     for r in config.routes() {
-        assert!(!r.prefix().is_empty() && r.prefix().len() <= MAX_PREFIX_LEN, "prefix {:?}", r.prefix());
+        assert!(
+            !r.prefix().is_empty() && r.prefix().len() <= MAX_PREFIX_LEN,
+            "prefix {:?}",
+            r.prefix()
+        );
         assert!(r.policy().index() < policies.len());
     }
     assert!(config.default_policy().index() < policies.len());
@@ -172,14 +197,18 @@ fn drive(config: &Config) {
         if livelock_hazard(&limiter, seed, b"k", id, now) {
             continue;
         }
-        let d = limiter.check(b"k", Target::Policy(id), 1, now).expect("cost 1 is always valid");
+        let d = limiter
+            .check(b"k", Target::Policy(id), 1, now)
+            .expect("cost 1 is always valid");
         assert!(d.allowed || d.table_full);
     }
     for r in config.routes() {
         if livelock_hazard(&limiter, seed, b"r", config.route(r.prefix()), now) {
             continue;
         }
-        let d = limiter.check(b"r", Target::Route(r.prefix()), 1, now).expect("cost 1 is always valid");
+        let d = limiter
+            .check(b"r", Target::Route(r.prefix()), 1, now)
+            .expect("cost 1 is always valid");
         // The first route whose prefix matches decides, so it may be an earlier one.
         let first = config.routes().iter().find(|q| q.matches(r.prefix())).unwrap();
         assert_eq!(d.policy, first.policy());

@@ -94,7 +94,11 @@ fn fresh(m: &M) -> St {
     if m.gcra {
         St::Gcra { tat: 0 }
     } else {
-        St::Win { i: 0, prev: 0, curr: 0 }
+        St::Win {
+            i: 0,
+            prev: 0,
+            curr: 0,
+        }
     }
 }
 
@@ -225,7 +229,12 @@ fn compose(ms: &[M], figs: &[Fig], pid: PolicyId, wall: u64) -> Decision {
     }
     let b = binding.expect("a binding rule");
     let f = &figs[b];
-    let max_retry = figs.iter().filter(|f| !f.admitted).map(|f| f.retry).max().unwrap_or(0);
+    let max_retry = figs
+        .iter()
+        .filter(|f| !f.admitted)
+        .map(|f| f.retry)
+        .max()
+        .unwrap_or(0);
     assert!(allowed || max_retry == f.retry);
     Decision {
         allowed,
@@ -233,7 +242,11 @@ fn compose(ms: &[M], figs: &[Fig], pid: PolicyId, wall: u64) -> Decision {
         remaining: u(f.remaining),
         reset: u((wall as u128 + f.reset).div_ceil(NS_PER_S as u128)),
         reset_after_ns: u(f.reset),
-        retry_after_seconds: if allowed { 0 } else { u(max_retry.div_ceil(NS_PER_S as u128).max(1)) },
+        retry_after_seconds: if allowed {
+            0
+        } else {
+            u(max_retry.div_ceil(NS_PER_S as u128).max(1))
+        },
         retry_after_ns: if allowed { 0 } else { u(max_retry) },
         policy: pid,
         binding_rule: b as u8,
@@ -385,14 +398,23 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let mut routes = Vec::new();
     for r in 0..u.int_in_range(0..=3usize)? {
         let p = u.int_in_range(0..=npol - 1)?;
-        let prefix = if r == 1 { "/r0/sub".to_string() } else { format!("/r{r}") };
+        let prefix = if r == 1 {
+            "/r0/sub".to_string()
+        } else {
+            format!("/r{r}")
+        };
         config.add_route(&prefix, &format!("p{p}")).unwrap();
         routes.push((prefix, p));
     }
     let default = u.int_in_range(0..=npol - 1)?;
     config.set_default_policy(&format!("p{default}")).unwrap();
-    let models: Vec<Vec<M>> = policies.iter().map(|p| p.rules().iter().map(M::of).collect()).collect();
-    let pids: Vec<PolicyId> = (0..npol).map(|p| config.policy_id(&format!("p{p}")).unwrap()).collect();
+    let models: Vec<Vec<M>> = policies
+        .iter()
+        .map(|p| p.rules().iter().map(M::of).collect())
+        .collect();
+    let pids: Vec<PolicyId> = (0..npol)
+        .map(|p| config.policy_id(&format!("p{p}")).unwrap())
+        .collect();
 
     let cells: Vec<Cell> = (0..CELLS).map(|_| Cell::new()).collect();
     let limiter = Limiter::new(config, cells, seed);
@@ -428,19 +450,26 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             5 => now.saturating_sub(1),
             6 => {
                 // A window edge of one of the rules, or next to it.
-                let edge = (now / period).saturating_add(u.int_in_range(0..=2u64)?).saturating_mul(period);
+                let edge = (now / period)
+                    .saturating_add(u.int_in_range(0..=2u64)?)
+                    .saturating_mul(period);
                 edge.saturating_add(u.int_in_range(0..=2u64)?).saturating_sub(1)
             }
             _ => now.saturating_add(u.int_in_range(0..=NS_PER_S)?),
         };
         let floor = states.values().filter_map(|e| e.floor).max().unwrap_or(0);
-        now = candidate.min(MAX_NOW).max(u64::try_from(floor).unwrap().min(MAX_NOW));
+        now = candidate
+            .min(MAX_NOW)
+            .max(u64::try_from(floor).unwrap().min(MAX_NOW));
         let wall = match u.int_in_range(0..=2u8)? {
             0 => now,
             1 => u.arbitrary()?,
             _ => now.wrapping_add(u.int_in_range(0..=1_000_000_000_000u64)?),
         };
-        let clock = Now { mono_ns: now, wall_ns: wall };
+        let clock = Now {
+            mono_ns: now,
+            wall_ns: wall,
+        };
         // The request.
         let key = gen_key(u, &pool)?;
         let (target, pidx) = if !routes.is_empty() && u.arbitrary::<bool>()? {
@@ -504,11 +533,20 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             })
             .collect();
         let want = compose(ms, &figs, pids[pidx], wall);
-        assert_eq!(got, want, "key {key:?} policy p{pidx} cost {cost} now {now} consume {consume}");
+        assert_eq!(
+            got, want,
+            "key {key:?} policy p{pidx} cost {cost} now {now} consume {consume}"
+        );
         check_text(&got, limiter.policy(got.policy));
         if consume && want.allowed {
             for (r, f) in figs.iter().enumerate() {
-                states.insert((key.clone(), pidx, r), Entry { st: f.new, floor: None });
+                states.insert(
+                    (key.clone(), pidx, r),
+                    Entry {
+                        st: f.new,
+                        floor: None,
+                    },
+                );
             }
             check_prediction(&limiter, seed, &key, pids[pidx], clock);
         }

@@ -70,7 +70,13 @@ pub fn predicted_slot<S: AsRef<[Cell]>>(limiter: &Limiter<S>, fp: u64, now: u64)
 
 /// Whether `check(key, Policy(pid), _, now)` would hit the core's known livelock: two
 /// rules of the policy choosing the same cell.
-pub fn livelock_hazard<S: AsRef<[Cell]>>(limiter: &Limiter<S>, seed: Seed, key: &[u8], pid: PolicyId, now: Now) -> bool {
+pub fn livelock_hazard<S: AsRef<[Cell]>>(
+    limiter: &Limiter<S>,
+    seed: Seed,
+    key: &[u8],
+    pid: PolicyId,
+    now: Now,
+) -> bool {
     if !cfg!(feature = "avoid-known-livelock") {
         return false;
     }
@@ -90,7 +96,13 @@ pub fn livelock_hazard<S: AsRef<[Cell]>>(limiter: &Limiter<S>, seed: Seed, key: 
 
 /// After an admitted, not table-full check: asserts that every rule's cell holds the
 /// fingerprint [`fingerprint`] predicts, so the hazard prediction follows the core.
-pub fn check_prediction<S: AsRef<[Cell]>>(limiter: &Limiter<S>, seed: Seed, key: &[u8], pid: PolicyId, now: Now) {
+pub fn check_prediction<S: AsRef<[Cell]>>(
+    limiter: &Limiter<S>,
+    seed: Seed,
+    key: &[u8],
+    pid: PolicyId,
+    now: Now,
+) {
     if !cfg!(feature = "avoid-known-livelock") {
         return;
     }
