@@ -1,1 +1,3 @@
+//! Benchmarks of `Limiter::check` (placeholder until the benchmark lands).
+
 fn main() {}

@@ -11,6 +11,10 @@
 //! assert_eq!(parsed.config.policies()[0].name(), "free");
 //! assert_eq!(parsed.capacity, Some(1024));
 //! ```
+#![allow(
+    clippy::result_large_err,
+    reason = "no alloc to box into: a JsonError carries its field path in a fixed 96-byte buffer"
+)]
 
 use core::fmt::{self, Write};
 
@@ -677,7 +681,9 @@ mod tests {
     }
 
     fn with_rule(rule: &str) -> std::string::String {
-        std::format!(r#"{{"policies": {{"alpha": [{{"algorithm": "window", "limit": 5, "period_ms": 1000}}, {rule}]}}, "default_policy": "alpha"}}"#)
+        std::format!(
+            r#"{{"policies": {{"alpha": [{{"algorithm": "window", "limit": 5, "period_ms": 1000}}, {rule}]}}, "default_policy": "alpha"}}"#
+        )
     }
 
     #[test]
@@ -732,10 +738,14 @@ mod tests {
             rule(r#"{"algorithm": "window", "limit": 3, "period_ms": 18446744073709551615}"#),
             "policies.alpha[1].period_ms: must be from 1 ms to 100 years"
         );
-        assert!(rule(r#"{"algorithm": "gcra", "limit": 3, "period_ms": 1000, "burst": 0}"#)
-            .starts_with("policies.alpha[1].burst: must be from 1 to 1000000000"));
-        assert!(rule(r#"{"algorithm": "gcra", "limit": 3, "period_ms": 1000, "burst": 1000000001}"#)
-            .starts_with("policies.alpha[1].burst: must be from 1"));
+        assert!(
+            rule(r#"{"algorithm": "gcra", "limit": 3, "period_ms": 1000, "burst": 0}"#)
+                .starts_with("policies.alpha[1].burst: must be from 1 to 1000000000")
+        );
+        assert!(
+            rule(r#"{"algorithm": "gcra", "limit": 3, "period_ms": 1000, "burst": 1000000001}"#)
+                .starts_with("policies.alpha[1].burst: must be from 1")
+        );
         assert_eq!(
             rule(r#"{"algorithm": "window", "limit": 3, "period_ms": 1000, "burst": 3}"#),
             "policies.alpha[1].burst: is only for \"gcra\" rules"
@@ -748,9 +758,18 @@ mod tests {
             rule(r#"{"algorithm": "leaky", "limit": 3, "period_ms": 1000}"#),
             "policies.alpha[1].algorithm: must be \"gcra\" or \"window\""
         );
-        assert_eq!(rule(r#"{"limit": 3, "period_ms": 1000}"#), "policies.alpha[1].algorithm: is required");
-        assert_eq!(rule(r#"{"algorithm": "gcra", "period_ms": 1000}"#), "policies.alpha[1].limit: is required");
-        assert_eq!(rule(r#"{"algorithm": "gcra", "limit": 1}"#), "policies.alpha[1].period_ms: is required");
+        assert_eq!(
+            rule(r#"{"limit": 3, "period_ms": 1000}"#),
+            "policies.alpha[1].algorithm: is required"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "gcra", "period_ms": 1000}"#),
+            "policies.alpha[1].limit: is required"
+        );
+        assert_eq!(
+            rule(r#"{"algorithm": "gcra", "limit": 1}"#),
+            "policies.alpha[1].period_ms: is required"
+        );
         assert_eq!(
             rule(r#"{"algorithm": "gcra", "limit": 1, "period_ms": 1, "rate": 2}"#),
             "policies.alpha[1].rate: is not a config field"
@@ -767,29 +786,44 @@ mod tests {
             rule(r#"{"algorithm": "gcra", "limit": "5", "period_ms": 1000}"#),
             "policies.alpha[1].limit: must be a whole number"
         );
-        assert_eq!(rule(r#"{"algorithm": 5, "limit": 1, "period_ms": 1}"#), "policies.alpha[1].algorithm: must be a string");
+        assert_eq!(
+            rule(r#"{"algorithm": 5, "limit": 1, "period_ms": 1}"#),
+            "policies.alpha[1].algorithm: must be a string"
+        );
     }
 
     #[test]
     fn policy_route_and_top_level_errors() {
         let w = r#"{"algorithm": "window", "limit": 1, "period_ms": 1000}"#;
         assert_eq!(
-            err(&std::format!(r#"{{"policies": {{"p": [{w}, {w}, {w}, {w}, {w}]}}}}"#)),
+            err(&std::format!(
+                r#"{{"policies": {{"p": [{w}, {w}, {w}, {w}, {w}]}}}}"#
+            )),
             "policies.p[4]: must hold 1 to 4 rules"
         );
-        assert!(parse_config(&std::format!(r#"{{"policies": {{"p": [{w}, {w}, {w}, {w}]}}, "default_policy": "p"}}"#)).is_ok());
-        assert_eq!(err(r#"{"policies": {"p": []}}"#), "policies.p: must hold 1 to 4 rules");
+        assert!(parse_config(&std::format!(
+            r#"{{"policies": {{"p": [{w}, {w}, {w}, {w}]}}, "default_policy": "p"}}"#
+        ))
+        .is_ok());
+        assert_eq!(
+            err(r#"{"policies": {"p": []}}"#),
+            "policies.p: must hold 1 to 4 rules"
+        );
         assert_eq!(err(r#"{"policies": {}}"#), "policies: must hold 1 to 16 policies");
         assert_eq!(
             err(&std::format!(r#"{{"policies": {{"p": [{w}], "p": [{w}]}}}}"#)),
             "policies.p: names a policy twice"
         );
         assert_eq!(
-            err(&std::format!(r#"{{"policies": {{"p": [{w}]}}, "routes": [{{"prefix": "/a", "policy": "q"}}], "default_policy": "p"}}"#)),
+            err(&std::format!(
+                r#"{{"policies": {{"p": [{w}]}}, "routes": [{{"prefix": "/a", "policy": "q"}}], "default_policy": "p"}}"#
+            )),
             "routes[0].policy: names a policy that is not defined"
         );
         assert_eq!(
-            err(&std::format!(r#"{{"policies": {{"p": [{w}]}}, "default_policy": "q"}}"#)),
+            err(&std::format!(
+                r#"{{"policies": {{"p": [{w}]}}, "default_policy": "q"}}"#
+            )),
             "default_policy: names a policy that is not defined"
         );
         // The documented default policy is "standard": a config without it must name one.
@@ -797,11 +831,26 @@ mod tests {
             err(&std::format!(r#"{{"policies": {{"p": [{w}]}}}}"#)),
             "default_policy: names a policy that is not defined"
         );
-        assert_eq!(err(r#"{"routes": [{"policy": "media"}]}"#), "routes[0].prefix: is required");
-        assert_eq!(err(r#"{"routes": [{"prefix": "/x"}]}"#), "routes[0].policy: is required");
-        assert_eq!(err(r#"{"routes": [{"prefix": "", "policy": "media"}]}"#), "routes[0].prefix: must be 1 to 128 bytes");
-        assert_eq!(err(r#"{"capacity": 0}"#), "capacity: must be from 1 to 4294967296");
-        assert_eq!(err(r#"{"capacity": 4294967297}"#), "capacity: must be from 1 to 4294967296");
+        assert_eq!(
+            err(r#"{"routes": [{"policy": "media"}]}"#),
+            "routes[0].prefix: is required"
+        );
+        assert_eq!(
+            err(r#"{"routes": [{"prefix": "/x"}]}"#),
+            "routes[0].policy: is required"
+        );
+        assert_eq!(
+            err(r#"{"routes": [{"prefix": "", "policy": "media"}]}"#),
+            "routes[0].prefix: must be 1 to 128 bytes"
+        );
+        assert_eq!(
+            err(r#"{"capacity": 0}"#),
+            "capacity: must be from 1 to 4294967296"
+        );
+        assert_eq!(
+            err(r#"{"capacity": 4294967297}"#),
+            "capacity: must be from 1 to 4294967296"
+        );
         assert_eq!(err(r#"{"colour": 1}"#), "colour: is not a config field");
         assert_eq!(err(r#"{"policies": []}"#), "policies: must be an object");
         assert_eq!(err(r#"[]"#), "config: must be an object");
@@ -817,7 +866,11 @@ mod tests {
         assert!(err(r#"{"routes": [{"prefix": "/a\q", "policy": "media"}]}"#).contains("invalid JSON"));
         // Nesting deeper than the parser follows is refused, not a stack overflow.
         let deep = std::format!("{{\"policies\": {}{}}}", "[".repeat(40), "]".repeat(40));
-        assert!(err(&deep).ends_with(": invalid JSON at byte 28"), "{}", err(&deep));
+        assert!(
+            err(&deep).ends_with(": invalid JSON at byte 28"),
+            "{}",
+            err(&deep)
+        );
         let fine = std::format!("{{\"policies\": {}{}}}", "[".repeat(10), "]".repeat(10));
         assert_eq!(err(&fine), "policies: must be an object");
     }
@@ -831,7 +884,10 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.config.policies()[0].name(), "pA");
         assert_eq!(parsed.config.routes()[0].prefix(), "/xé😀");
-        let long = std::format!(r#"{{"routes": [{{"prefix": "{}", "policy": "media"}}]}}"#, "/".repeat(129));
+        let long = std::format!(
+            r#"{{"routes": [{{"prefix": "{}", "policy": "media"}}]}}"#,
+            "/".repeat(129)
+        );
         assert_eq!(err(&long), "routes[0].prefix: is too long");
     }
 }

@@ -399,7 +399,8 @@ mod tests {
     #[test]
     fn documented_policies_have_the_documented_rules() {
         let c = Config::documented();
-        let figures: std::vec::Vec<(&str, std::vec::Vec<(u64, u64, u64)>)> = c
+        type Figures<'a> = std::vec::Vec<(&'a str, std::vec::Vec<(u64, u64, u64)>)>;
+        let figures: Figures<'_> = c
             .policies()
             .iter()
             .map(|p| {
@@ -416,7 +417,10 @@ mod tests {
             figures,
             [
                 ("standard", std::vec![(120, 60 * NS_PER_S, 120)]),
-                ("messaging", std::vec![(300, 60 * NS_PER_S, 300), (5, NS_PER_S, 5)]),
+                (
+                    "messaging",
+                    std::vec![(300, 60 * NS_PER_S, 300), (5, NS_PER_S, 5)]
+                ),
                 ("media", std::vec![(30, 60 * NS_PER_S, 30)]),
             ]
         );
@@ -460,7 +464,10 @@ mod tests {
         assert_eq!(Policy::new("p", &[r; 5]), Err(ConfigError::RuleCount));
         assert!(Policy::new("p", &[r; 4]).is_ok());
         assert_eq!(Config::new(&[]), Err(ConfigError::PolicyCount));
-        assert_eq!(Config::new(&[one_rule("a"), one_rule("a")]), Err(ConfigError::DuplicatePolicy));
+        assert_eq!(
+            Config::new(&[one_rule("a"), one_rule("a")]),
+            Err(ConfigError::DuplicatePolicy)
+        );
         let many: std::vec::Vec<Policy> = (0..17).map(|i| one_rule(&std::format!("p{i}"))).collect();
         assert_eq!(Config::new(&many), Err(ConfigError::PolicyCount));
         assert!(Config::new(&many[..16]).is_ok());

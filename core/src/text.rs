@@ -330,7 +330,15 @@ mod tests {
             Ok::<(), ()>(())
         })
         .unwrap();
-        assert_eq!(names, ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]);
+        assert_eq!(
+            names,
+            [
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After"
+            ]
+        );
         let mut calls = 0;
         let r = d.for_each_header(c.policy(d.policy), HeaderStyle::Both, |_, _| {
             calls += 1;
@@ -372,7 +380,10 @@ mod tests {
             (u64::MAX, "18446744073709551615"),
         ] {
             assert_eq!(Decimal::new(v).as_str(), s);
-            assert_eq!(std::format!("{}|{:?}", Decimal::new(v), Decimal::new(v)), std::format!("{s}|{s}"));
+            assert_eq!(
+                std::format!("{}|{:?}", Decimal::new(v), Decimal::new(v)),
+                std::format!("{s}|{s}")
+            );
         }
     }
 
@@ -406,7 +417,10 @@ mod tests {
         assert_eq!(&short, &BODY_PREFIX.as_bytes()[..10]);
         let mut exact = std::vec![0u8; d.body_len()];
         assert_eq!(write_to_slice(&mut exact, |w| d.write_body(w)), Ok(d.body_len()));
-        assert_eq!(write_to_slice(&mut [], |w| decision(true, 0).write_body(w)), Ok(0));
+        assert_eq!(
+            write_to_slice(&mut [], |w| decision(true, 0).write_body(w)),
+            Ok(0)
+        );
     }
 
     #[test]
@@ -425,7 +439,15 @@ mod tests {
         d.write_headers(&p, HeaderStyle::Ietf, &mut s).unwrap();
         let item = std::format!("\"{name}.0\";q=1000000000;w=3153600000");
         assert!(s.starts_with(&std::format!("RateLimit-Policy: {item},")), "{s}");
-        assert!(s.contains(&std::format!("\"{name}.3\";q=1;w=3153600000\r\n")), "{s}");
-        assert!(s.contains(&std::format!("RateLimit: \"{name}.3\";r=18446744073709551615;t=18446744074\r\n")), "{s}");
+        assert!(
+            s.contains(&std::format!("\"{name}.3\";q=1;w=3153600000\r\n")),
+            "{s}"
+        );
+        assert!(
+            s.contains(&std::format!(
+                "RateLimit: \"{name}.3\";r=18446744073709551615;t=18446744074\r\n"
+            )),
+            "{s}"
+        );
     }
 }

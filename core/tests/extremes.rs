@@ -18,7 +18,11 @@ const YEAR: u64 = 365 * 86_400 * S;
 fn limiter(rules: &[Rule]) -> (Limiter<Vec<Cell>>, PolicyId, Config) {
     let config = Config::new(&[Policy::new("p", rules).unwrap()]).unwrap();
     let id = config.policy_id("p").unwrap();
-    let l = Limiter::new(config.clone(), (0..256).map(|_| Cell::new()).collect(), Seed([8, 8]));
+    let l = Limiter::new(
+        config.clone(),
+        (0..256).map(|_| Cell::new()).collect(),
+        Seed([8, 8]),
+    );
     (l, id, config)
 }
 
@@ -28,12 +32,19 @@ fn compare(rules: &[Rule], requests: &[(u64, u64, u64)]) {
     let (l, p, config) = limiter(rules);
     let mut model = Model::new(&config);
     for (n, &(mono, wall, cost)) in requests.iter().enumerate() {
-        let now = Now { mono_ns: mono, wall_ns: wall };
+        let now = Now {
+            mono_ns: mono,
+            wall_ns: wall,
+        };
         let got = l.check(b"x", Target::Policy(p), cost, now);
         let want = model.run(b"x", 0, cost, now, true);
         match (got, want) {
             (Ok(d), Ok(m)) => {
-                assert!(m.same_as(&d), "request {n} {:?} of {rules:?}:\n core  {d:?}\n model {m:?}", requests[n]);
+                assert!(
+                    m.same_as(&d),
+                    "request {n} {:?} of {rules:?}:\n core  {d:?}\n model {m:?}",
+                    requests[n]
+                );
                 let (headers, body) = core_text(&d, &config);
                 assert_eq!((headers, body), (m.headers(), m.body()));
             }
@@ -94,12 +105,25 @@ fn clock_at_zero() {
 #[test]
 fn documented_config_at_zero_and_max_wall() {
     let config = Config::documented();
-    let l = Limiter::new(config.clone(), (0..256).map(|_| Cell::new()).collect::<Vec<_>>(), Seed([1, 1]));
+    let l = Limiter::new(
+        config.clone(),
+        (0..256).map(|_| Cell::new()).collect::<Vec<_>>(),
+        Seed([1, 1]),
+    );
     let mut model = Model::new(&config);
-    for (mono, wall) in [(0, 0), (0, u64::MAX), (5 * S, u64::MAX - 1), (u64::MAX / 2, u64::MAX), (u64::MAX - 2 * S, 0)] {
+    for (mono, wall) in [
+        (0, 0),
+        (0, u64::MAX),
+        (5 * S, u64::MAX - 1),
+        (u64::MAX / 2, u64::MAX),
+        (u64::MAX - 2 * S, 0),
+    ] {
         for path in ["/v1/messages", "/v1/media", "/"] {
             for _ in 0..7 {
-                let now = Now { mono_ns: mono, wall_ns: wall };
+                let now = Now {
+                    mono_ns: mono,
+                    wall_ns: wall,
+                };
                 let d = l.check(b"k", Target::Route(path), 1, now).unwrap();
                 let m = model.run(b"k", model.route(path), 1, now, true).unwrap();
                 assert!(m.same_as(&d), "{mono} {wall} {path}: core {d:?} model {m:?}");
@@ -107,7 +131,17 @@ fn documented_config_at_zero_and_max_wall() {
         }
     }
     // X-RateLimit-Reset at the end of the wall clock: ceil((2^64 - 1 + reset) / 1e9).
-    let d = l.peek(b"fresh", Target::Route("/"), 1, Now { mono_ns: 0, wall_ns: u64::MAX }).unwrap();
+    let d = l
+        .peek(
+            b"fresh",
+            Target::Route("/"),
+            1,
+            Now {
+                mono_ns: 0,
+                wall_ns: u64::MAX,
+            },
+        )
+        .unwrap();
     assert_eq!(d.reset, u64::MAX.div_ceil(S));
 }
 
@@ -128,7 +162,12 @@ fn clock_near_the_top() {
         // The pattern reaches base + 2P and stores at most B*T beyond: keep tat below 2^64.
         let span = rule.burst() as u128 * (rule.period_ns() as u128).div_ceil(rule.limit() as u128);
         assert!(span <= MAX_GCRA_SPAN_NS as u128 || rule.algorithm() == aisoule_ratelimit::Algorithm::Window);
-        let reach = 3 * rule.period_ns() as u128 + if rule.algorithm() == aisoule_ratelimit::Algorithm::Gcra { span } else { 0 };
+        let reach = 3 * rule.period_ns() as u128
+            + if rule.algorithm() == aisoule_ratelimit::Algorithm::Gcra {
+                span
+            } else {
+                0
+            };
         let base = (u64::MAX as u128 - reach) as u64;
         compare(&[rule], &pattern(&rule, base, 0, |t| t));
         compare(&[rule], &pattern(&rule, base, base - 1, |_| u64::MAX));
@@ -216,9 +255,18 @@ fn invalid_costs_change_nothing() {
     let cells_before: Vec<(u64, u64)> = l.cells().iter().map(Cell::load).collect();
     let peek_before = l.peek(b"k", Target::Policy(p), 1, now).unwrap();
     for cost in [0, 5, 11, u64::MAX] {
-        assert_eq!(l.check(b"k", Target::Policy(p), cost, now), Err(CheckError::InvalidCost));
-        assert_eq!(l.peek(b"k", Target::Policy(p), cost, now), Err(CheckError::InvalidCost));
-        assert_eq!(l.check(b"new", Target::Policy(p), cost, now), Err(CheckError::InvalidCost));
+        assert_eq!(
+            l.check(b"k", Target::Policy(p), cost, now),
+            Err(CheckError::InvalidCost)
+        );
+        assert_eq!(
+            l.peek(b"k", Target::Policy(p), cost, now),
+            Err(CheckError::InvalidCost)
+        );
+        assert_eq!(
+            l.check(b"new", Target::Policy(p), cost, now),
+            Err(CheckError::InvalidCost)
+        );
     }
     // Cost 4 (the smallest capacity) is valid.
     assert!(l.peek(b"k", Target::Policy(p), 4, now).is_ok());
@@ -229,8 +277,14 @@ fn invalid_costs_change_nothing() {
     // A policy id from a bigger config.
     let other = Config::documented();
     let media = other.policy_id("media").unwrap();
-    assert_eq!(l.check(b"k", Target::Policy(media), 1, now), Err(CheckError::UnknownPolicy));
-    assert_eq!(l.peek(b"k", Target::Policy(media), 1, now), Err(CheckError::UnknownPolicy));
+    assert_eq!(
+        l.check(b"k", Target::Policy(media), 1, now),
+        Err(CheckError::UnknownPolicy)
+    );
+    assert_eq!(
+        l.peek(b"k", Target::Policy(media), 1, now),
+        Err(CheckError::UnknownPolicy)
+    );
     assert_eq!(l.peek(b"k", Target::Policy(p), 1, now).unwrap(), peek_before);
     assert!(CheckError::InvalidCost.to_string().starts_with("invalid_cost"));
 }

@@ -31,7 +31,10 @@ where
 }
 
 fn live_cells(l: &Limiter<Vec<Cell>>) -> usize {
-    l.cells().iter().filter(|c| !matches!(c.load().0 & 0xff, 0 | 0xff)).count()
+    l.cells()
+        .iter()
+        .filter(|c| !matches!(c.load().0 & 0xff, 0 | 0xff))
+        .count()
 }
 
 /// Two threads insert the same new key into an empty table: one cell, both counted.
@@ -40,7 +43,9 @@ fn cell_claim() {
     loom::model(|| {
         let (l, p) = limiter(&[Rule::window(5, 60 * S).unwrap()], 2);
         let now = Now::same(T0);
-        let d = two(&l, [b"k", b"k"], move |l, key| l.check(key, Target::Policy(p), 1, now).unwrap());
+        let d = two(&l, [b"k", b"k"], move |l, key| {
+            l.check(key, Target::Policy(p), 1, now).unwrap()
+        });
         assert!(d.iter().all(|d| d.allowed && !d.table_full));
         let mut remaining = [d[0].remaining, d[1].remaining];
         remaining.sort_unstable();
@@ -57,7 +62,9 @@ fn update() {
         let (l, p) = limiter(&[Rule::gcra(10, S, 3).unwrap()], 2);
         let now = Now::same(T0);
         assert!(l.check(b"k", Target::Policy(p), 1, now).unwrap().allowed);
-        let d = two(&l, [b"k", b"k"], move |l, key| l.check(key, Target::Policy(p), 1, now).unwrap());
+        let d = two(&l, [b"k", b"k"], move |l, key| {
+            l.check(key, Target::Policy(p), 1, now).unwrap()
+        });
         assert!(d.iter().all(|d| d.allowed));
         assert_eq!(l.peek(b"k", Target::Policy(p), 1, now).unwrap().remaining, 0);
         assert!(!l.check(b"k", Target::Policy(p), 1, now).unwrap().allowed);
@@ -71,10 +78,16 @@ fn update() {
 fn reuse() {
     loom::model(|| {
         let (l, p) = limiter(&[Rule::window(3, 60 * S).unwrap()], 1);
-        assert!(l.check(b"x", Target::Policy(p), 2, Now::same(T0)).unwrap().allowed);
+        assert!(
+            l.check(b"x", Target::Policy(p), 2, Now::same(T0))
+                .unwrap()
+                .allowed
+        );
         // Two windows later X's cell is neutral.
         let later = Now::same(T0 + 120 * S);
-        let d = two(&l, [b"x", b"y"], move |l, key| l.check(key, Target::Policy(p), 1, later).unwrap());
+        let d = two(&l, [b"x", b"y"], move |l, key| {
+            l.check(key, Target::Policy(p), 1, later).unwrap()
+        });
         assert!(d.iter().all(|d| d.allowed));
         assert_eq!(d.iter().filter(|d| d.table_full).count(), 1, "{d:?}");
         assert_eq!(l.stats().table_full_open, 1);
@@ -95,7 +108,9 @@ fn two_rules_undo() {
         let rules = [Rule::window(3, 60 * S).unwrap(), Rule::gcra(1, S, 1).unwrap()];
         let (l, p) = limiter(&rules, 4);
         let now = Now::same(T0);
-        let d = two(&l, [b"k", b"k"], move |l, key| l.check(key, Target::Policy(p), 1, now).unwrap());
+        let d = two(&l, [b"k", b"k"], move |l, key| {
+            l.check(key, Target::Policy(p), 1, now).unwrap()
+        });
         assert_eq!(d.iter().filter(|d| d.allowed).count(), 1, "{d:?}");
         // The window holds exactly one: two more are admitted as the burst rule drains,
         // the third is the window's denial.

@@ -15,8 +15,18 @@ const S: u64 = 1_000_000_000;
 const CLOCK_TOP: u64 = 1 << 62;
 const PREFIXES: [&str; 4] = ["/a", "/a/b", "/v1/messages", "/b"];
 const PATHS: [&str; 12] = [
-    "/a", "/a/", "/a/b", "/a?x=1", "/ab", "/A", "/v1/messages", "/v1/messages/42", "/v1/messagesX",
-    "/v1/messages?x=1", "/", "",
+    "/a",
+    "/a/",
+    "/a/b",
+    "/a?x=1",
+    "/ab",
+    "/A",
+    "/v1/messages",
+    "/v1/messages/42",
+    "/v1/messagesX",
+    "/v1/messages?x=1",
+    "/",
+    "",
 ];
 
 #[derive(Clone, Debug)]
@@ -202,7 +212,14 @@ fn run_case(cfg: &ConfigGen, start: (u64, u64), ops: &[Op]) -> Result<(), TestCa
         let want = model.run(&key, pid, op.cost, now, !op.peek);
         match (got, want) {
             (Ok(d), Ok(m)) => {
-                prop_assert!(m.same_as(&d), "op {}: {:?}\n core  {:?}\n model {:?}", n, op, d, m);
+                prop_assert!(
+                    m.same_as(&d),
+                    "op {}: {:?}\n core  {:?}\n model {:?}",
+                    n,
+                    op,
+                    d,
+                    m
+                );
                 let (headers, body) = core_text(&d, &config);
                 prop_assert_eq!(headers, m.headers(), "op {}", n);
                 prop_assert_eq!(body, m.body(), "op {}", n);
@@ -247,7 +264,11 @@ proptest! {
 fn documented_config_against_the_model() {
     let config = Config::documented();
     let mut model = Model::new(&config);
-    let limiter = Limiter::new(config.clone(), (0..4096).map(|_| Cell::new()).collect::<Vec<_>>(), Seed([1, 1]));
+    let limiter = Limiter::new(
+        config.clone(),
+        (0..4096).map(|_| Cell::new()).collect::<Vec<_>>(),
+        Seed([1, 1]),
+    );
     let base = 1_780_423_178_274 * MS;
     let mut compared = 0;
     for step in 0..2_000u64 {

@@ -10,18 +10,25 @@ use aisoule_ratelimit::{
 
 const S: u64 = 1_000_000_000;
 const T0: u64 = 1_780_423_178_274_000_000;
-const CAP: usize = 64;
+/// Table size: smaller under Miri (which runs every step of SipHash and every probe).
+const CAP: usize = if cfg!(miri) { 16 } else { 64 };
 
 fn limiter(rules: &[Rule], cells: usize, mode: FullTableMode) -> (Limiter<Vec<Cell>>, PolicyId) {
     let config = Config::new(&[Policy::new("p", rules).unwrap()]).unwrap();
     let id = config.policy_id("p").unwrap();
     let cells = (0..cells).map(|_| Cell::new()).collect();
-    (Limiter::with_full_table_mode(config, cells, Seed([9, 9]), mode), id)
+    (
+        Limiter::with_full_table_mode(config, cells, Seed([9, 9]), mode),
+        id,
+    )
 }
 
 /// Throttles `hot`, floods the table with 10x its capacity of fresh keys, and returns the
 /// hot key's decision before and after, the flood's decisions and the stats.
-fn flood(rules: &[Rule], mode: FullTableMode) -> (Decision, Decision, Vec<Decision>, Stats, Limiter<Vec<Cell>>) {
+fn flood(
+    rules: &[Rule],
+    mode: FullTableMode,
+) -> (Decision, Decision, Vec<Decision>, Stats, Limiter<Vec<Cell>>) {
     let (l, p) = limiter(rules, CAP, mode);
     let now = Now::same(T0);
     let cap = l.policy(p).max_cost();
@@ -31,7 +38,10 @@ fn flood(rules: &[Rule], mode: FullTableMode) -> (Decision, Decision, Vec<Decisi
     let before = l.check(b"hot", Target::Policy(p), 1, now).unwrap();
     assert!(!before.allowed && !before.table_full);
     let decisions: Vec<Decision> = (0..10 * CAP)
-        .map(|i| l.check(format!("fresh-{i}").as_bytes(), Target::Policy(p), 1, now).unwrap())
+        .map(|i| {
+            l.check(format!("fresh-{i}").as_bytes(), Target::Policy(p), 1, now)
+                .unwrap()
+        })
         .collect();
     let after = l.check(b"hot", Target::Policy(p), 1, now).unwrap();
     let stats = l.stats();
@@ -52,12 +62,18 @@ fn a_throttled_key_keeps_its_counts_through_a_flood_fail_open() {
         let (before, after, decisions, stats, l) = flood(&rules, FullTableMode::Open);
         assert_eq!(after, before, "the throttled key's answer is unchanged");
         let full: Vec<&Decision> = decisions.iter().filter(|d| d.table_full).collect();
-        assert!(full.len() >= 9 * CAP / rules.len(), "only {} full-table answers", full.len());
+        assert!(
+            full.len() >= 9 * CAP / rules.len(),
+            "only {} full-table answers",
+            full.len()
+        );
         for d in &full {
             // Fail-open: admitted, as for a fresh key.
             assert!(d.allowed);
             assert_eq!(d.status(), 200);
-            let fresh = l.peek(b"never-seen", Target::Policy(d.policy), 1, Now::same(T0)).unwrap();
+            let fresh = l
+                .peek(b"never-seen", Target::Policy(d.policy), 1, Now::same(T0))
+                .unwrap();
             assert_eq!((d.limit, d.remaining + 1), (fresh.limit, fresh.remaining));
         }
         assert!(decisions.iter().all(|d| d.allowed));
@@ -66,7 +82,12 @@ fn a_throttled_key_keeps_its_counts_through_a_flood_fail_open() {
         // Keys that got a cell keep counting: ask each again and compare with a fresh key.
         let with_cell = decisions.iter().position(|d| !d.table_full).unwrap();
         let again = l
-            .peek(format!("fresh-{with_cell}").as_bytes(), Target::Policy(before.policy), 1, Now::same(T0))
+            .peek(
+                format!("fresh-{with_cell}").as_bytes(),
+                Target::Policy(before.policy),
+                1,
+                Now::same(T0),
+            )
             .unwrap();
         assert!(!again.table_full);
         assert_eq!(again.remaining, decisions[with_cell].remaining);
@@ -79,7 +100,11 @@ fn full_table_fail_closed_denies_with_retry_after_one() {
         let (before, after, decisions, stats, l) = flood(&rules, FullTableMode::Closed);
         assert_eq!(after, before);
         let full: Vec<&Decision> = decisions.iter().filter(|d| d.table_full).collect();
-        assert!(full.len() >= 9 * CAP / rules.len(), "only {} full-table answers", full.len());
+        assert!(
+            full.len() >= 9 * CAP / rules.len(),
+            "only {} full-table answers",
+            full.len()
+        );
         for d in &full {
             assert!(!d.allowed);
             assert_eq!((d.status(), d.retry_after_seconds, d.remaining), (429, 1, 0));
@@ -87,14 +112,17 @@ fn full_table_fail_closed_denies_with_retry_after_one() {
             d.write_body(&mut body).unwrap();
             assert!(body.ends_with("\"retry_after_seconds\":1}}"));
             let mut headers = String::new();
-            d.write_headers(l.policy(d.policy), Default::default(), &mut headers).unwrap();
+            d.write_headers(l.policy(d.policy), Default::default(), &mut headers)
+                .unwrap();
             assert!(headers.ends_with("Retry-After: 1\r\n"));
         }
         assert!(decisions.iter().filter(|d| !d.table_full).all(|d| d.allowed));
         assert_eq!(stats.table_full_closed, full.len() as u64);
         assert_eq!(stats.table_full_open, 0);
         // A peek is answered the same way but not counted.
-        let p = l.peek(b"fresh-x", Target::Policy(before.policy), 1, Now::same(T0)).unwrap();
+        let p = l
+            .peek(b"fresh-x", Target::Policy(before.policy), 1, Now::same(T0))
+            .unwrap();
         assert!(p.table_full && !p.allowed);
         assert_eq!(l.stats(), stats);
     }
@@ -117,12 +145,21 @@ fn neutral_cells_are_reused_once_their_keys_are_neutral() {
         let hot = l.check(b"hot", Target::Policy(p), 1, later).unwrap();
         assert!(hot.allowed && !hot.table_full);
         let again: Vec<Decision> = (0..stored)
-            .map(|i| l.check(format!("second-{i}").as_bytes(), Target::Policy(p), 1, later).unwrap())
+            .map(|i| {
+                l.check(format!("second-{i}").as_bytes(), Target::Policy(p), 1, later)
+                    .unwrap()
+            })
             .collect();
         let got_cells = again.iter().filter(|d| !d.table_full).count();
         // Linear probing within 16 cells of home at full load leaves a few out, never many.
-        assert!(again[..stored / 2].iter().all(|d| !d.table_full), "the first half all get cells");
-        assert!(got_cells * 4 >= stored * 3, "{got_cells} of {stored} new keys got a cell");
+        assert!(
+            again[..stored / 2].iter().all(|d| !d.table_full),
+            "the first half all get cells"
+        );
+        assert!(
+            got_cells * 4 >= stored * 3,
+            "{got_cells} of {stored} new keys got a cell"
+        );
         assert!(again.iter().filter(|d| !d.table_full).all(|d| d.allowed));
     }
 }
@@ -133,7 +170,10 @@ fn every_cell_is_used_before_the_table_reports_full() {
     let (l, p) = limiter(&[Rule::window(1, S).unwrap()], 16, FullTableMode::Closed);
     let now = Now::same(T0);
     let stored = (0..64)
-        .map(|i| l.check(format!("k{i}").as_bytes(), Target::Policy(p), 1, now).unwrap())
+        .map(|i| {
+            l.check(format!("k{i}").as_bytes(), Target::Policy(p), 1, now)
+                .unwrap()
+        })
         .take_while(|d| !d.table_full)
         .count();
     assert_eq!(stored, 16);
@@ -178,12 +218,20 @@ fn tiny_tables_never_livelock() {
             // that has a cell is an ordinary denial), all of them when closed.
             let open = out.iter().filter(|d| d.table_full && d.allowed).count() as u64;
             match mode {
-                FullTableMode::Open => assert_eq!((stats.table_full_open, stats.table_full_closed), (open, 0)),
-                FullTableMode::Closed => assert_eq!((stats.table_full_open, stats.table_full_closed), (0, full)),
+                FullTableMode::Open => {
+                    assert_eq!((stats.table_full_open, stats.table_full_closed), (open, 0))
+                }
+                FullTableMode::Closed => {
+                    assert_eq!((stats.table_full_open, stats.table_full_closed), (0, full))
+                }
             }
             if cells >= 2 {
                 // One key fits: its first five requests at one instant are admitted in full.
-                assert!(out[0].allowed && !out[0].table_full, "cells {cells}: {:?}", out[0]);
+                assert!(
+                    out[0].allowed && !out[0].table_full,
+                    "cells {cells}: {:?}",
+                    out[0]
+                );
             }
             if cells == 0 {
                 assert_eq!(full, out.len() as u64);
@@ -206,7 +254,10 @@ fn two_rule_policy_on_a_crowded_table_counts_exactly() {
         // Two windows later the cells are neutral: another key takes them over.
         let later = T0 + 200 * S;
         for i in 0..4 {
-            out.push(l.check(b"other", Target::Policy(p), 1, Now::same(later + i)).unwrap());
+            out.push(
+                l.check(b"other", Target::Policy(p), 1, Now::same(later + i))
+                    .unwrap(),
+            );
         }
         out
     });

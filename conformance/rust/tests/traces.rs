@@ -30,7 +30,9 @@ fn check_trace(name: &str, trace: &str, expected: &str) -> Result<usize, String>
         .lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name} expected line {}: {e}", i + 1)))
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{name} expected line {}: {e}", i + 1))
+        })
         .collect();
     for (i, ((line, _), got)) in parsed.requests.iter().zip(&answers).enumerate() {
         let Some(w) = want.get(i) else {
@@ -41,7 +43,11 @@ fn check_trace(name: &str, trace: &str, expected: &str) -> Result<usize, String>
         }
     }
     if want.len() != answers.len() {
-        return Err(format!("{name}: {} answers, {} expected", answers.len(), want.len()));
+        return Err(format!(
+            "{name}: {} answers, {} expected",
+            answers.len(),
+            want.len()
+        ));
     }
     Ok(answers.len())
 }
@@ -68,7 +74,8 @@ fn every_trace_gives_the_expected_answers() {
 #[test]
 fn a_changed_answer_is_reported_with_file_line_and_field() {
     let trace = std::fs::read_to_string(conformance_dir().join("01-burst-at-once.trace.jsonl")).unwrap();
-    let expected = std::fs::read_to_string(conformance_dir().join("01-burst-at-once.expected.jsonl")).unwrap();
+    let expected =
+        std::fs::read_to_string(conformance_dir().join("01-burst-at-once.expected.jsonl")).unwrap();
     let mut lines: Vec<String> = expected.lines().map(str::to_owned).collect();
     let mut v: Value = serde_json::from_str(&lines[1]).unwrap();
     let remaining = v["headers"]["X-RateLimit-Remaining"].as_str().unwrap().to_owned();
@@ -82,11 +89,18 @@ fn a_changed_answer_is_reported_with_file_line_and_field() {
     // A missing answer and an extra field are differences too.
     let got: Value = serde_json::json!({"allowed": true, "status": 200});
     let want: Value = serde_json::json!({"allowed": true, "status": 200, "body": null});
-    assert_eq!(first_difference(&got, &want).unwrap(), "body: missing, expected null");
+    assert_eq!(
+        first_difference(&got, &want).unwrap(),
+        "body: missing, expected null"
+    );
     assert_eq!(first_difference(&want, &got).unwrap(), "body: not expected");
-    assert!(check_trace("01", &trace, &expected.lines().take(3).collect::<Vec<_>>().join("\n"))
-        .unwrap_err()
-        .contains("an answer with no expected line"));
+    assert!(check_trace(
+        "01",
+        &trace,
+        &expected.lines().take(3).collect::<Vec<_>>().join("\n")
+    )
+    .unwrap_err()
+    .contains("an answer with no expected line"));
 }
 
 fn trace_error(text: &str) -> TraceError {
@@ -104,15 +118,37 @@ fn malformed_traces_name_the_line() {
     let e = trace_error(&format!("{REQ}\n\n{{\"t_ms\": 1, \"key\": \"k\", \n"));
     assert_eq!(e.line, 3);
     assert!(e.message.starts_with("invalid JSON"), "{e}");
-    let e = trace_error(&with_config(r#"{"policies": {"a": [{"algorithm": "leaky", "limit": 1, "period_ms": 1}]}, "default_policy": "a"}"#));
-    assert_eq!(e.to_string(), "line 1: config.policies.a[0].algorithm: must be \"gcra\" or \"window\"");
-    let e = trace_error(&with_config(r#"{"policies": {"a": [{"algorithm": "gcra", "limit": 0, "period_ms": 1}]}, "default_policy": "a"}"#));
-    assert_eq!(e.to_string(), "line 1: config.policies.a[0].limit: must be from 1 to 1000000000");
-    let e = trace_error(&with_config(r#"{"policies": {"a": [{"algorithm": "window", "limit": 1, "period_ms": 0}]}, "default_policy": "a"}"#));
-    assert_eq!(e.to_string(), "line 1: config.policies.a[0].period_ms: must be from 1 ms to 100 years");
-    let e = trace_error(&with_config(r#"{"routes": [{"prefix": "/x", "policy": "nope"}]}"#));
-    assert_eq!(e.to_string(), "line 1: config.routes[0].policy: names a policy that is not defined");
-    let e = trace_error(&with_config(r#"{"policies": {"a": [{"algorithm": "window", "period_ms": 10}]}, "default_policy": "a"}"#));
+    let e = trace_error(&with_config(
+        r#"{"policies": {"a": [{"algorithm": "leaky", "limit": 1, "period_ms": 1}]}, "default_policy": "a"}"#,
+    ));
+    assert_eq!(
+        e.to_string(),
+        "line 1: config.policies.a[0].algorithm: must be \"gcra\" or \"window\""
+    );
+    let e = trace_error(&with_config(
+        r#"{"policies": {"a": [{"algorithm": "gcra", "limit": 0, "period_ms": 1}]}, "default_policy": "a"}"#,
+    ));
+    assert_eq!(
+        e.to_string(),
+        "line 1: config.policies.a[0].limit: must be from 1 to 1000000000"
+    );
+    let e = trace_error(&with_config(
+        r#"{"policies": {"a": [{"algorithm": "window", "limit": 1, "period_ms": 0}]}, "default_policy": "a"}"#,
+    ));
+    assert_eq!(
+        e.to_string(),
+        "line 1: config.policies.a[0].period_ms: must be from 1 ms to 100 years"
+    );
+    let e = trace_error(&with_config(
+        r#"{"routes": [{"prefix": "/x", "policy": "nope"}]}"#,
+    ));
+    assert_eq!(
+        e.to_string(),
+        "line 1: config.routes[0].policy: names a policy that is not defined"
+    );
+    let e = trace_error(&with_config(
+        r#"{"policies": {"a": [{"algorithm": "window", "period_ms": 10}]}, "default_policy": "a"}"#,
+    ));
     assert_eq!(e.to_string(), "line 1: config.policies.a[0].limit: is required");
     let e = trace_error(&format!("{REQ}\n{{\"t_ms\": 5, \"route\": \"/\"}}\n"));
     assert_eq!(e.to_string(), "line 2: missing field `key`");
@@ -151,7 +187,10 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
 #[test]
 fn replay_binary_exits_2_with_a_one_line_error() {
     let bin = env!("CARGO_BIN_EXE_replay");
-    let bad = temp_file("bad.jsonl", &format!("{REQ}\n{{\"t_ms\": 1, \"key\": \"k\", \"route\": 5}}\n"));
+    let bad = temp_file(
+        "bad.jsonl",
+        &format!("{REQ}\n{{\"t_ms\": 1, \"key\": \"k\", \"route\": 5}}\n"),
+    );
     let out = Command::new(bin).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing on stdout for a malformed trace");
@@ -161,7 +200,10 @@ fn replay_binary_exits_2_with_a_one_line_error() {
     std::fs::remove_file(&bad).unwrap();
     let out = Command::new(bin).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = Command::new(bin).arg("/nonexistent/trace.jsonl").output().unwrap();
+    let out = Command::new(bin)
+        .arg("/nonexistent/trace.jsonl")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
 }
@@ -170,7 +212,10 @@ fn replay_binary_exits_2_with_a_one_line_error() {
 fn replay_binary_prints_the_expected_answers() {
     let bin = env!("CARGO_BIN_EXE_replay");
     let dir = conformance_dir();
-    let out = Command::new(bin).arg(dir.join("05-costs.trace.jsonl")).output().unwrap();
+    let out = Command::new(bin)
+        .arg(dir.join("05-costs.trace.jsonl"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let expected = std::fs::read_to_string(dir.join("05-costs.expected.jsonl")).unwrap();
     let got: Vec<Value> = String::from_utf8(out.stdout)
@@ -178,6 +223,9 @@ fn replay_binary_prints_the_expected_answers() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let want: Vec<Value> = expected.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let want: Vec<Value> = expected
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(got, want);
 }

@@ -94,7 +94,9 @@ pub(crate) fn gcra(l: u128, p: u128, b: u128, tat: u128, now: u128, c: u128, con
     let admitted = e + c * t - now <= b * t;
     let tat_after = if admitted && consume { e + c * t } else { tat };
     let x = tat_after.max(now) - now;
-    let remaining = ((b * t) as i128 - x as i128).div_euclid(t as i128).clamp(0, b as i128) as u128;
+    let remaining = ((b * t) as i128 - x as i128)
+        .div_euclid(t as i128)
+        .clamp(0, b as i128) as u128;
     RuleAnswer {
         admitted,
         limit: b,
@@ -107,7 +109,14 @@ pub(crate) fn gcra(l: u128, p: u128, b: u128, tat: u128, now: u128, c: u128, con
 
 /// The approximated rolling window (SEMANTICS.md 3.2) on one rule. `state` is `None` for
 /// a fresh key.
-pub(crate) fn window(l: u128, w: u128, state: Option<(u128, u128, u128)>, now: u128, c: u128, consume: bool) -> RuleAnswer {
+pub(crate) fn window(
+    l: u128,
+    w: u128,
+    state: Option<(u128, u128, u128)>,
+    now: u128,
+    c: u128,
+    consume: bool,
+) -> RuleAnswer {
     let j = now / w;
     let mut a = now - j * w;
     let (mut i, mut prev, mut curr) = state.unwrap_or((j, 0, 0));
@@ -149,7 +158,10 @@ pub(crate) fn window(l: u128, w: u128, state: Option<(u128, u128, u128)>, now: u
             iw + ww + (ww - ((l as i128 - c as i128 + 1) * ww - 1) / curr as i128).max(0) - nowi
         }
     };
-    assert!(reset >= 0 && retry >= 0, "negative figure: reset {reset} retry {retry}");
+    assert!(
+        reset >= 0 && retry >= 0,
+        "negative figure: reset {reset} retry {retry}"
+    );
     RuleAnswer {
         admitted,
         limit: l,
@@ -297,8 +309,16 @@ impl Model {
                 None => r,
                 Some(b) => {
                     let (x, y) = (&answers[r], &answers[b]);
-                    let key_r = if allowed { -(x.remaining as i128) } else { x.retry as i128 };
-                    let key_b = if allowed { -(y.remaining as i128) } else { y.retry as i128 };
+                    let key_r = if allowed {
+                        -(x.remaining as i128)
+                    } else {
+                        x.retry as i128
+                    };
+                    let key_b = if allowed {
+                        -(y.remaining as i128)
+                    } else {
+                        y.retry as i128
+                    };
                     if key_r > key_b || (key_r == key_b && rules[r].p > rules[b].p) {
                         r
                     } else {
@@ -313,14 +333,24 @@ impl Model {
         // 100-year window read with the clock gone back to near 0) is reported saturated.
         f.reset = f.reset.min(u64::MAX as u128);
         f.retry = f.retry.min(u64::MAX as u128);
-        let max_retry = answers.iter().filter(|a| !a.admitted).map(|a| a.retry).max().unwrap_or(0).min(u64::MAX as u128);
+        let max_retry = answers
+            .iter()
+            .filter(|a| !a.admitted)
+            .map(|a| a.retry)
+            .max()
+            .unwrap_or(0)
+            .min(u64::MAX as u128);
         Ok(ModelDecision {
             allowed,
             limit: to_u64(f.limit),
             remaining: to_u64(f.remaining),
             reset: to_u64((now.wall_ns as u128 + f.reset).div_ceil(1_000_000_000)),
             reset_after_ns: to_u64(f.reset),
-            retry_after_seconds: if allowed { 0 } else { to_u64(max_retry.div_ceil(1_000_000_000).max(1)) },
+            retry_after_seconds: if allowed {
+                0
+            } else {
+                to_u64(max_retry.div_ceil(1_000_000_000).max(1))
+            },
             retry_after_ns: to_u64(f.retry),
             policy: self.ids[pid],
             binding_rule: b as u8,
@@ -331,8 +361,12 @@ impl Model {
 /// The core's decision's header lines and body, written by the core.
 pub(crate) fn core_text(d: &Decision, config: &Config) -> (String, String) {
     let mut h = String::new();
-    d.write_headers(config.policy(d.policy), aisoule_ratelimit::HeaderStyle::XRateLimit, &mut h)
-        .unwrap();
+    d.write_headers(
+        config.policy(d.policy),
+        aisoule_ratelimit::HeaderStyle::XRateLimit,
+        &mut h,
+    )
+    .unwrap();
     let mut b = String::new();
     d.write_body(&mut b).unwrap();
     assert_eq!(b.len(), d.body_len());
