@@ -332,7 +332,12 @@ impl Rule {
         let tat = state as u128;
         let e = tat.max(now_w);
         let new_tat = e + cost as u128 * t;
-        let admitted = new_tat - now_w <= bt;
+        let conforms = new_tat - now_w <= bt;
+        // The state is a u64 tat: a tat past the clock's last nanosecond cannot be stored
+        // (stored saturated, the key would admit without limit). Such a request is denied,
+        // never to be admitted within this clock: only within `B*T` (at most 2^62 ns,
+        // 146 years) of `u64::MAX` ns, 438 years after the clock's origin.
+        let admitted = conforms && new_tat <= u64::MAX as u128;
         let tat_after = if admitted && consume { new_tat } else { tat };
         let x = tat_after.max(now_w) - now_w;
         let remaining = if bt > x {
@@ -340,12 +345,16 @@ impl Rule {
         } else {
             0
         };
-        let retry = if admitted { 0 } else { new_tat - bt - now_w };
+        let retry = if admitted {
+            0
+        } else if conforms {
+            u64::MAX as u128
+        } else {
+            new_tat - bt - now_w
+        };
         Outcome {
             admitted,
-            // A tat past the end of the u64 clock is stored saturated: only reachable
-            // within `B*T` of `u64::MAX` ns (584 years after the clock's origin).
-            state: sat_u64(tat_after),
+            state: tat_after as u64,
             figures: Figures {
                 limit: self.burst,
                 remaining: remaining as u64,
@@ -622,6 +631,25 @@ mod tests {
         assert!(!rule.is_neutral(st, 9 * S));
         // Back to the present: as before.
         assert_eq!(step(&rule, &mut st, 10 * S, 1), (false, 0, S, 200 * MS));
+    }
+
+    /// Regression: within `B*T` of the clock's end the tat was stored saturated at
+    /// `u64::MAX`, after which every request at that instant was admitted.
+    #[test]
+    fn gcra_never_admits_more_than_its_burst_at_the_end_of_the_clock() {
+        let rule = Rule::gcra(5, S, 5).unwrap();
+        for back in [0, 1, 200 * MS - 1, 200 * MS, 3 * 200 * MS + 7, S, 2 * S] {
+            let now = u64::MAX - back;
+            let mut st = 0;
+            let admitted = (0..20).filter(|_| step(&rule, &mut st, now, 1).0).count() as u64;
+            // Every admitted request's tat fits in the clock, and never more than B.
+            assert_eq!(admitted, (back / (200 * MS)).min(5), "{back} ns before the end");
+            let o = rule.decide(st, now, 1);
+            assert!(!o.admitted);
+            if admitted < 5 {
+                assert_eq!(o.figures.retry_ns, u64::MAX);
+            }
+        }
     }
 
     #[test]
