@@ -20,7 +20,9 @@ fn check(text: &str) {
         Ok(parsed) => {
             let cells: Vec<Cell> = (0..16).map(|_| Cell::new()).collect();
             let l = Limiter::new(parsed.config, cells, Seed([1, 1]));
-            let d = l.check(b"k", Target::Route("/v1/messages"), 1, Now::same(1 << 40)).unwrap();
+            let d = l
+                .check(b"k", Target::Route("/v1/messages"), 1, Now::same(1 << 40))
+                .unwrap();
             assert!(d.allowed);
         }
         Err(e) => {
