@@ -267,15 +267,23 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         let cells = self.cells.as_ref();
         let key_hash = self.key_hash(key);
         let t = now.mono_ns;
-        let neutral = |fp: u64, state: u64| match table::rule_slot(fp).and_then(|s| self.rule_for_slot(s)) {
-            Some(rule) => rule.is_neutral(state, t),
-            // A tag this config does not know: never evict what we cannot judge.
-            None => false,
-        };
         let mut fps = [0u64; MAX_RULES];
         for (r, fp) in fps.iter_mut().enumerate().take(rules.len()) {
             *fp = table::fingerprint(key_hash, pid.index() * MAX_RULES + r);
         }
+        let own = &fps[..rules.len()];
+        let neutral = |fp: u64, state: u64| {
+            // Never the key's own cell of another rule of this policy: that rule finds it
+            // as its own, and two rules aiming at one cell retry forever.
+            if own.contains(&fp) {
+                return false;
+            }
+            match table::rule_slot(fp).and_then(|s| self.rule_for_slot(s)) {
+                Some(rule) => rule.is_neutral(state, t),
+                // A tag this config does not know: never evict what we cannot judge.
+                None => false,
+            }
+        };
         loop {
             let mut slots = [Slot::Full; MAX_RULES];
             let mut outcomes = [UNSET; MAX_RULES];
