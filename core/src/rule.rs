@@ -312,13 +312,21 @@ impl Rule {
             Algorithm::Window => {
                 let x = self.roll(a, now);
                 let y = self.roll(b, now);
+                // Fold into the later window: a state stored by a thread whose clock had
+                // passed a window edge is ahead of `now` (read as "the clock went back").
+                let (hi, lo) = if y.index_abs > x.index_abs { (y, x) } else { (x, y) };
                 let max = (1u64 << self.count_bits) - 1;
+                let (prev, curr) = match hi.index_abs - lo.index_abs {
+                    0 => (hi.prev.saturating_add(lo.prev), hi.curr.saturating_add(lo.curr)),
+                    1 => (hi.prev.saturating_add(lo.curr), hi.curr),
+                    _ => (hi.prev, hi.curr),
+                };
                 let merged = WindowState {
-                    index: x.index,
-                    index_abs: x.index_abs,
-                    prev: x.prev.saturating_add(y.prev).min(max),
-                    curr: x.curr.saturating_add(y.curr).min(max),
-                    elapsed: x.elapsed,
+                    index: hi.index,
+                    index_abs: hi.index_abs,
+                    prev: prev.min(max),
+                    curr: curr.min(max),
+                    elapsed: hi.elapsed,
                 };
                 self.pack(merged)
             }
@@ -868,6 +876,33 @@ mod tests {
         let o = g.decide(b, S, 2).state;
         let other = g.decide(o, S, 1).state;
         assert_eq!(g.undo(b, o, other, 2), other - 2 * 200 * MS);
+    }
+
+    /// Regression: folding a state stored in the next window (by a thread whose clock had
+    /// passed the edge) into one of the current window moved its counts back a window,
+    /// where they weigh less: the key could later be admitted past its limit.
+    #[test]
+    fn merge_folds_into_the_later_window() {
+        let w = S;
+        let rule = Rule::window(10, w).unwrap();
+        let a = rule.decide(0, 5 * w + w / 2, 2).state;
+        let b = rule.decide(0, 6 * w, 3).state;
+        // Folded by the thread still in window 5, and by one already in window 6.
+        for now in [5 * w + w / 2, 6 * w + 1] {
+            let m = rule.merge(a, b, now);
+            assert_eq!(rule.merge(b, a, now), m);
+            // Late in window 6: curr = 3 at full weight, prev = 2 nearly gone.
+            let o = rule.inspect(m, 6 * w + w - 1, 1);
+            assert_eq!(o.figures.remaining, 10 - 3, "folded at {now}");
+            let o = rule.inspect(m, 6 * w, 1);
+            assert_eq!(o.figures.remaining, 10 - 5, "folded at {now}");
+        }
+        // Two windows apart: the older counts no longer matter.
+        let c = rule.decide(0, 8 * w, 1).state;
+        assert_eq!(
+            rule.inspect(rule.merge(a, c, 5 * w), 8 * w, 1).figures.remaining,
+            9
+        );
     }
 
     #[test]
