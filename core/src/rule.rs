@@ -237,6 +237,10 @@ impl Rule {
     /// returns the state to store if the policy admits it, with the figures after it.
     ///
     /// `cost` must be from 1 to [`Rule::capacity`]; the limiter checks that before.
+    ///
+    /// One departure from the contract, at the end of the `u64` clock: a GCRA request
+    /// whose theoretical arrival time would pass `u64::MAX` ns cannot be stored, so it is
+    /// denied with `retry` `u64::MAX` (only within `B*T` of the clock's last nanosecond).
     pub fn decide(&self, state: u64, now: u64, cost: u64) -> Outcome {
         match self.algorithm {
             Algorithm::Gcra => self.gcra_decide(state, now, cost, true),
