@@ -11,7 +11,6 @@
 //! assert_eq!(parsed.config.policies()[0].name(), "free");
 //! assert_eq!(parsed.capacity, Some(1024));
 //! ```
-
 #![allow(
     clippy::result_large_err,
     reason = "no allocator to box into: the error carries its field path inline, and parsing a config is not a hot path"

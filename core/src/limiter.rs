@@ -267,14 +267,26 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         let cells = self.cells.as_ref();
         let key_hash = self.key_hash(key);
         let t = now.mono_ns;
-        let neutral = |fp: u64, state: u64| match table::rule_slot(fp).and_then(|s| self.rule_for_slot(s)) {
-            Some(rule) => rule.is_neutral(state, t),
-            // A tag this config does not know: never evict what we cannot judge.
-            None => false,
+        let mut fps = [0u64; MAX_RULES];
+        for (r, fp) in fps.iter_mut().enumerate().take(rules.len()) {
+            *fp = table::fingerprint(key_hash, pid.index() * MAX_RULES + r);
+        }
+        let own = &fps[..rules.len()];
+        let neutral = |fp: u64, state: u64| {
+            // Never the key's own cell of another rule of this policy: that rule finds it
+            // as its own, and two rules aiming at one cell retry forever.
+            if own.contains(&fp) {
+                return false;
+            }
+            match table::rule_slot(fp).and_then(|s| self.rule_for_slot(s)) {
+                Some(rule) => rule.is_neutral(state, t),
+                // A tag this config does not know: never evict what we cannot judge.
+                None => false,
+            }
         };
         if let [rule] = rules {
             // One rule (the common case): no arrays, no undo.
-            let fp = table::fingerprint(key_hash, pid.index() * MAX_RULES);
+            let fp = fps[0];
             loop {
                 let slot = table::find(cells, fp, &neutral, &[]);
                 let (state, table_full) = slot_state(&slot);
@@ -300,10 +312,6 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
                     return Ok(self.compose(pid, outcomes, true, table_full, now));
                 }
             }
-        }
-        let mut fps = [0u64; MAX_RULES];
-        for (r, fp) in fps.iter_mut().enumerate().take(rules.len()) {
-            *fp = table::fingerprint(key_hash, pid.index() * MAX_RULES + r);
         }
         loop {
             let mut slots = [Slot::Full; MAX_RULES];
@@ -529,5 +537,88 @@ fn epoch_seconds(wall_ns: u64, reset_ns: u64) -> u64 {
         // The common case in 64 bits: a 128-bit division is a library call.
         Some(total) => total.div_ceil(NS_PER_S),
         None => (wall_ns as u128 + reset_ns as u128).div_ceil(NS_PER_S as u128) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+    use crate::rule::Rule;
+
+    /// Regression: undoing a claim of an empty cell restored it to empty, which ended the
+    /// probe sequence of a key that had passed it meanwhile and claimed the next cell: that
+    /// key's counts became unreachable (a fresh key again, its cell leaked).
+    #[test]
+    fn an_undone_claim_never_hides_a_later_cell() {
+        let rules = [
+            Rule::window(3, NS_PER_S).unwrap(),
+            Rule::gcra(1, NS_PER_S, 1).unwrap(),
+        ];
+        let config = Config::new(&[Policy::new("p", &rules).unwrap()]).unwrap();
+        let cells: [Cell; 4] = core::array::from_fn(|_| Cell::new());
+        let l = Limiter::new(config, &cells[..], Seed([1, 2]));
+        let now = 5 * NS_PER_S;
+        let fp_x = table::fingerprint(l.key_hash(b"x"), 0);
+        let h = table::home(fp_x, cells.len());
+        // A key whose window rule has the same home.
+        let fp_y = (0..1000u32)
+            .map(|i| table::fingerprint(l.key_hash(&i.to_le_bytes()), 0))
+            .find(|&fp| fp != fp_x && table::home(fp, cells.len()) == h)
+            .unwrap();
+        // X claims its home (the first rule of its policy, not yet known to fail).
+        let outcome = rules[0].decide(0, now, 1);
+        let claimed = table::word(fp_x, outcome.state);
+        cells[h].swap_word(0, claimed).unwrap();
+        // Y probes past X's cell and claims the next one.
+        let never = |_: u64, _: u64| false;
+        let Slot::Vacant { index, word } = table::find(&cells, fp_y, &never, &[]) else {
+            panic!("Y finds room");
+        };
+        assert_eq!(index, (h + 1) % cells.len());
+        cells[index].swap_word(word, table::word(fp_y, 1)).unwrap();
+        // X's second rule lost a race: its first is undone.
+        l.undo(
+            &rules[0],
+            fp_x,
+            &Slot::Vacant { index: h, word: 0 },
+            &outcome,
+            1,
+            now,
+        );
+        assert!(matches!(table::find(&cells, fp_x, &never, &[]), Slot::Vacant { index, .. } if index == h));
+        match table::find(&cells, fp_y, &never, &[]) {
+            Slot::Found { index: i, .. } => assert_eq!(i, index),
+            other => panic!("Y's cell is hidden: {other:?}"),
+        }
+    }
+
+    /// The binding rule: fewest remaining when allowed (ties to the longest period, then
+    /// the earlier rule), largest retry among the denying rules when denied.
+    #[test]
+    fn binding_rule_ties() {
+        let rules = [
+            Rule::window(4, NS_PER_S).unwrap(),
+            Rule::window(4, 2 * NS_PER_S).unwrap(),
+            Rule::window(4, 2 * NS_PER_S).unwrap(),
+        ];
+        let config = Config::new(&[Policy::new("p", &rules).unwrap()]).unwrap();
+        let p = config.policy_id("p").unwrap();
+        let cells: [Cell; 16] = core::array::from_fn(|_| Cell::new());
+        let l = Limiter::new(config, &cells[..], Seed([1, 2]));
+        let d = l
+            .check(b"k", Target::Policy(p), 1, Now::same(10 * NS_PER_S))
+            .unwrap();
+        assert_eq!((d.binding_rule, d.remaining), (1, 3));
+        for _ in 0..3 {
+            l.check(b"k", Target::Policy(p), 1, Now::same(10 * NS_PER_S))
+                .unwrap();
+        }
+        let d = l
+            .check(b"k", Target::Policy(p), 1, Now::same(10 * NS_PER_S))
+            .unwrap();
+        assert!(!d.allowed);
+        // The 2 s windows need longer: the first of them binds.
+        assert_eq!(d.binding_rule, 1);
     }
 }

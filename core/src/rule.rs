@@ -241,6 +241,10 @@ impl Rule {
     /// returns the state to store if the policy admits it, with the figures after it.
     ///
     /// `cost` must be from 1 to [`Rule::capacity`]; the limiter checks that before.
+    ///
+    /// One departure from the contract, at the end of the `u64` clock: a GCRA request
+    /// whose theoretical arrival time would pass `u64::MAX` ns cannot be stored, so it is
+    /// denied with `retry` `u64::MAX` (only within `B*T` of the clock's last nanosecond).
     pub fn decide(&self, state: u64, now: u64, cost: u64) -> Outcome {
         match self.algorithm {
             Algorithm::Gcra => self.gcra_decide(state, now, cost, true),
@@ -316,13 +320,21 @@ impl Rule {
             Algorithm::Window => {
                 let x = self.roll(a, now);
                 let y = self.roll(b, now);
+                // Fold into the later window: a state stored by a thread whose clock had
+                // passed a window edge is ahead of `now` (read as "the clock went back").
+                let (hi, lo) = if y.index_abs > x.index_abs { (y, x) } else { (x, y) };
                 let max = (1u64 << self.count_bits) - 1;
+                let (prev, curr) = match hi.index_abs - lo.index_abs {
+                    0 => (hi.prev.saturating_add(lo.prev), hi.curr.saturating_add(lo.curr)),
+                    1 => (hi.prev.saturating_add(lo.curr), hi.curr),
+                    _ => (hi.prev, hi.curr),
+                };
                 let merged = WindowState {
-                    index: x.index,
-                    index_abs: x.index_abs,
-                    prev: x.prev.saturating_add(y.prev).min(max),
-                    curr: x.curr.saturating_add(y.curr).min(max),
-                    elapsed: x.elapsed,
+                    index: hi.index,
+                    index_abs: hi.index_abs,
+                    prev: prev.min(max),
+                    curr: curr.min(max),
+                    elapsed: hi.elapsed,
                 };
                 self.pack(merged)
             }
@@ -336,7 +348,12 @@ impl Rule {
         let tat = state as u128;
         let e = tat.max(now_w);
         let new_tat = e + cost as u128 * t;
-        let admitted = new_tat - now_w <= bt;
+        let conforms = new_tat - now_w <= bt;
+        // The state is a u64 tat: a tat past the clock's last nanosecond cannot be stored
+        // (stored saturated, the key would admit without limit). Such a request is denied,
+        // never to be admitted within this clock: only within `B*T` (at most 2^62 ns,
+        // 146 years) of `u64::MAX` ns, 438 years after the clock's origin.
+        let admitted = conforms && new_tat <= u64::MAX as u128;
         let tat_after = if admitted && consume { new_tat } else { tat };
         let x = tat_after.max(now_w) - now_w;
         // `B*T <= 2^62`, so this division runs in 64 bits.
@@ -345,12 +362,16 @@ impl Rule {
         } else {
             0
         };
-        let retry = if admitted { 0 } else { new_tat - bt - now_w };
+        let retry = if admitted {
+            0
+        } else if conforms {
+            u64::MAX as u128
+        } else {
+            new_tat - bt - now_w
+        };
         Outcome {
             admitted,
-            // A tat past the end of the u64 clock is stored saturated: only reachable
-            // within `B*T` of `u64::MAX` ns (584 years after the clock's origin).
-            state: sat_u64(tat_after),
+            state: tat_after as u64,
             figures: Figures {
                 limit: self.burst,
                 remaining,
@@ -676,6 +697,25 @@ mod tests {
         assert_eq!(step(&rule, &mut st, 10 * S, 1), (false, 0, S, 200 * MS));
     }
 
+    /// Regression: within `B*T` of the clock's end the tat was stored saturated at
+    /// `u64::MAX`, after which every request at that instant was admitted.
+    #[test]
+    fn gcra_never_admits_more_than_its_burst_at_the_end_of_the_clock() {
+        let rule = Rule::gcra(5, S, 5).unwrap();
+        for back in [0, 1, 200 * MS - 1, 200 * MS, 3 * 200 * MS + 7, S, 2 * S] {
+            let now = u64::MAX - back;
+            let mut st = 0;
+            let admitted = (0..20).filter(|_| step(&rule, &mut st, now, 1).0).count() as u64;
+            // Every admitted request's tat fits in the clock, and never more than B.
+            assert_eq!(admitted, (back / (200 * MS)).min(5), "{back} ns before the end");
+            let o = rule.decide(st, now, 1);
+            assert!(!o.admitted);
+            if admitted < 5 {
+                assert_eq!(o.figures.retry_ns, u64::MAX);
+            }
+        }
+    }
+
     #[test]
     fn gcra_inspect_consumes_nothing() {
         let rule = Rule::gcra(5, S, 5).unwrap();
@@ -892,6 +932,33 @@ mod tests {
         let o = g.decide(b, S, 2).state;
         let other = g.decide(o, S, 1).state;
         assert_eq!(g.undo(b, o, other, 2), other - 2 * 200 * MS);
+    }
+
+    /// Regression: folding a state stored in the next window (by a thread whose clock had
+    /// passed the edge) into one of the current window moved its counts back a window,
+    /// where they weigh less: the key could later be admitted past its limit.
+    #[test]
+    fn merge_folds_into_the_later_window() {
+        let w = S;
+        let rule = Rule::window(10, w).unwrap();
+        let a = rule.decide(0, 5 * w + w / 2, 2).state;
+        let b = rule.decide(0, 6 * w, 3).state;
+        // Folded by the thread still in window 5, and by one already in window 6.
+        for now in [5 * w + w / 2, 6 * w + 1] {
+            let m = rule.merge(a, b, now);
+            assert_eq!(rule.merge(b, a, now), m);
+            // Late in window 6: curr = 3 at full weight, prev = 2 nearly gone.
+            let o = rule.inspect(m, 6 * w + w - 1, 1);
+            assert_eq!(o.figures.remaining, 10 - 3, "folded at {now}");
+            let o = rule.inspect(m, 6 * w, 1);
+            assert_eq!(o.figures.remaining, 10 - 5, "folded at {now}");
+        }
+        // Two windows apart: the older counts no longer matter.
+        let c = rule.decide(0, 8 * w, 1).state;
+        assert_eq!(
+            rule.inspect(rule.merge(a, c, 5 * w), 8 * w, 1).figures.remaining,
+            9
+        );
     }
 
     #[test]

@@ -123,3 +123,33 @@ fn two_rules_undo() {
         assert_eq!(live_cells(&l), 2);
     });
 }
+
+/// Two keys of a 2-rule policy on a table with room for three cells: whatever the
+/// interleaving, every check returns (no livelock between rules aiming at one cell), and a
+/// key whose cells exist counts exactly what it admitted.
+#[test]
+fn crowded_two_rule_policy() {
+    // Two keys of two rules each make many schedules: bound the preemptions to keep this
+    // model under a minute (LOOM_MAX_PREEMPTIONS overrides).
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.check(|| {
+        let rules = [Rule::window(2, 60 * S).unwrap(), Rule::gcra(10, S, 3).unwrap()];
+        let (l, p) = limiter(&rules, 3);
+        let now = Now::same(T0);
+        let d = two(&l, [b"x", b"y"], move |l, key| {
+            l.check(key, Target::Policy(p), 1, now).unwrap()
+        });
+        assert!(d.iter().all(|d| d.allowed), "{d:?}");
+        assert!(live_cells(&l) <= 3);
+        for (key, decision) in [(&b"x"[..], d[0]), (&b"y"[..], d[1])] {
+            let peek = l.peek(key, Target::Policy(p), 1, now).unwrap();
+            if !peek.table_full && !decision.table_full {
+                // The window binds (2 - 1 < 3 - 1): exactly one counted.
+                assert_eq!((peek.binding_rule, peek.remaining), (0, 1), "{key:?}");
+            }
+        }
+    });
+}

@@ -5,7 +5,7 @@
 
 mod common;
 
-use aisoule_ratelimit::{Cell, CheckError, Config, Limiter, Now, Policy, Rule, Seed, Target};
+use aisoule_ratelimit::{Cell, CheckError, Config, FullTableMode, Limiter, Now, Policy, Rule, Seed, Target};
 use common::{core_text, Model, ModelError};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -256,6 +256,103 @@ proptest! {
             .map(|(dt, cost, back)| Op { key: 0, target: TargetGen::Policy(0), cost, dt: if back { -dt } else { dt }, peek: false })
             .collect();
         run_case(&cfg, (start, 0), &ops)?;
+    }
+}
+
+/// A small table with many keys and the clock moving forward: cells fill up and neutral
+/// ones are reused. Every answer that is not a full-table answer is the model's (a reused
+/// neutral cell is a fresh key's, which the model's old state equals at every later
+/// instant); a full-table answer stores nothing (fail-closed, or fail-open on one rule), so
+/// the model skips it.
+fn run_small_table(
+    cfg: &ConfigGen,
+    capacity: usize,
+    closed: bool,
+    start: u64,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let config = cfg.build();
+    let mut model = Model::new(&config);
+    let cells: Vec<Cell> = (0..capacity).map(|_| Cell::new()).collect();
+    let mode = if closed {
+        FullTableMode::Closed
+    } else {
+        FullTableMode::Open
+    };
+    let limiter = Limiter::with_full_table_mode(config.clone(), cells, Seed([11, 13]), mode);
+    let mut now = start;
+    let mut full_checks = 0;
+    for (n, op) in ops.iter().enumerate() {
+        now = now.saturating_add(op.dt.unsigned_abs());
+        let at = Now::same(now);
+        let pid = match op.target {
+            TargetGen::Policy(p) => p % config.policies().len(),
+            TargetGen::Path(i) => model.route(PATHS[i]),
+        };
+        let target = Target::Policy(config.policy_id(config.policies()[pid].name()).unwrap());
+        let key = [b'k', op.key];
+        let got = if op.peek {
+            limiter.peek(&key, target, op.cost, at)
+        } else {
+            limiter.check(&key, target, op.cost, at)
+        };
+        let d = match got {
+            Ok(d) => d,
+            Err(e) => {
+                prop_assert_eq!(e, CheckError::InvalidCost);
+                prop_assert_eq!(
+                    model.run(&key, pid, op.cost, at, false),
+                    Err(ModelError::InvalidCost)
+                );
+                continue;
+            }
+        };
+        if d.table_full {
+            if closed {
+                prop_assert!(!d.allowed && d.retry_after_seconds == 1, "op {}: {:?}", n, d);
+            } else if config.policies()[pid].rules().len() > 1 {
+                // Fail-open stored the rules that had cells: the model cannot follow.
+                return Ok(());
+            } else {
+                prop_assert!(d.allowed, "op {}: {:?}", n, d);
+            }
+            full_checks += u64::from(!op.peek && (closed || d.allowed));
+            continue;
+        }
+        let m = model.run(&key, pid, op.cost, at, !op.peek).unwrap();
+        prop_assert!(
+            m.same_as(&d),
+            "op {}: {:?}\n core  {:?}\n model {:?}",
+            n,
+            op,
+            d,
+            m
+        );
+    }
+    let stats = limiter.stats();
+    prop_assert_eq!(stats.table_full_open + stats.table_full_closed, full_checks);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 192,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/model.txt"))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn small_tables_answer_as_the_model(cfg in config_gen(), capacity in 1usize..24, closed in any::<bool>(),
+                                        start in 0u64..=1 << 50,
+                                        ops in prop::collection::vec((op_gen(), 0u8..8), 1..120)) {
+        // More keys than the table holds.
+        let ops: Vec<Op> = ops.into_iter().map(|(mut op, key)| { op.key = key; op }).collect();
+        // A livelock fails the case instead of hanging the run.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run_small_table(&cfg, capacity, closed, start, &ops));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30)).map_err(|_| TestCaseError::fail("livelock: a check did not return"))??;
     }
 }
 
