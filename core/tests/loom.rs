@@ -18,6 +18,24 @@ fn limiter(rules: &[Rule], cells: usize) -> (Arc<Limiter<Vec<Cell>>>, PolicyId) 
     (Arc::new(Limiter::new(config, cells, Seed([6, 7]))), id)
 }
 
+/// loom runs each thread on a small coroutine stack; a limiter's config (policies and
+/// routes in fixed arrays) and the check path need more than its default.
+const STACK_BYTES: usize = 1 << 20;
+
+/// Spawns a loom thread with a stack big enough for the limiter.
+fn big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
+    thread::Builder::new().stack_size(STACK_BYTES).spawn(f).unwrap()
+}
+
+/// `loom::model`, with the model's body on a big-stack thread.
+fn model(f: impl Fn() + Send + Sync + 'static) {
+    let f = std::sync::Arc::new(f);
+    loom::model(move || {
+        let f = std::sync::Arc::clone(&f);
+        big_stack(move || f()).join().unwrap();
+    });
+}
+
 /// Runs `f(key)` on two threads and returns both decisions.
 fn two<F>(l: &Arc<Limiter<Vec<Cell>>>, keys: [&'static [u8]; 2], f: F) -> [Decision; 2]
 where
@@ -25,7 +43,7 @@ where
 {
     let handles = keys.map(|key| {
         let l = Arc::clone(l);
-        thread::spawn(move || f(&l, key))
+        big_stack(move || f(&l, key))
     });
     handles.map(|h| h.join().unwrap())
 }
@@ -40,7 +58,7 @@ fn live_cells(l: &Limiter<Vec<Cell>>) -> usize {
 /// Two threads insert the same new key into an empty table: one cell, both counted.
 #[test]
 fn cell_claim() {
-    loom::model(|| {
+    model(|| {
         let (l, p) = limiter(&[Rule::window(5, 60 * S).unwrap()], 2);
         let now = Now::same(T0);
         let d = two(&l, [b"k", b"k"], move |l, key| {
@@ -58,7 +76,7 @@ fn cell_claim() {
 /// Two threads admit on one existing key: counts exact.
 #[test]
 fn update() {
-    loom::model(|| {
+    model(|| {
         let (l, p) = limiter(&[Rule::gcra(10, S, 3).unwrap()], 2);
         let now = Now::same(T0);
         assert!(l.check(b"k", Target::Policy(p), 1, now).unwrap().allowed);
@@ -76,7 +94,7 @@ fn update() {
 /// cell counts exactly once, the other is a full-table answer, nothing lost or doubled.
 #[test]
 fn reuse() {
-    loom::model(|| {
+    model(|| {
         let (l, p) = limiter(&[Rule::window(3, 60 * S).unwrap()], 1);
         assert!(
             l.check(b"x", Target::Policy(p), 2, Now::same(T0))
@@ -104,7 +122,7 @@ fn reuse() {
 /// window count stays exact.
 #[test]
 fn two_rules_undo() {
-    loom::model(|| {
+    model(|| {
         let rules = [Rule::window(3, 60 * S).unwrap(), Rule::gcra(1, S, 1).unwrap()];
         let (l, p) = limiter(&rules, 4);
         let now = Now::same(T0);
@@ -135,7 +153,11 @@ fn crowded_two_rule_policy() {
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(2);
     }
-    builder.check(|| {
+    builder.check(|| big_stack(crowded_body).join().unwrap());
+}
+
+fn crowded_body() {
+    {
         let rules = [Rule::window(2, 60 * S).unwrap(), Rule::gcra(10, S, 3).unwrap()];
         let (l, p) = limiter(&rules, 3);
         let now = Now::same(T0);
@@ -151,5 +173,5 @@ fn crowded_two_rule_policy() {
                 assert_eq!((peek.binding_rule, peek.remaining), (0, 1), "{key:?}");
             }
         }
-    });
+    }
 }
