@@ -331,22 +331,36 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
                     rule.inspect(state, t, cost)
                 };
             }
-            let outcomes = &outcomes[..rules.len()];
-            if table_full && self.on_full == FullTableMode::Closed {
-                if consume {
-                    self.full_closed.fetch_add(1, Ordering::Relaxed);
+            let outcomes = &mut outcomes[..rules.len()];
+            if table_full {
+                // No cell for one of the key's rules: the full-table mode answers for the
+                // whole request (SEMANTICS.md 5), and nothing is stored in any rule.
+                if self.on_full == FullTableMode::Closed {
+                    if consume {
+                        self.full_closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(self.closed(pid, outcomes, now));
                 }
-                return Ok(self.closed(pid, outcomes, now));
+                // Fail-open: as for a fresh key (every rule admits a valid cost from 0).
+                for (o, rule) in outcomes.iter_mut().zip(rules) {
+                    *o = if consume {
+                        rule.decide(0, t, cost)
+                    } else {
+                        rule.inspect(0, t, cost)
+                    };
+                }
+                if consume {
+                    self.full_open.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(self.compose(pid, outcomes, true, true, now));
             }
+            let outcomes = &*outcomes;
             let allowed = outcomes.iter().all(|o| o.admitted);
             if !allowed || !consume {
                 return Ok(self.compose(pid, outcomes, allowed, table_full, now));
             }
             if self.commit(rules, &fps, &slots, outcomes, cost, t) {
-                if table_full {
-                    self.full_open.fetch_add(1, Ordering::Relaxed);
-                }
-                return Ok(self.compose(pid, outcomes, true, table_full, now));
+                return Ok(self.compose(pid, outcomes, true, false, now));
             }
             // Another thread moved one of the key's cells: decide again on fresh states.
         }

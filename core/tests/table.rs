@@ -307,3 +307,26 @@ fn a_rule_never_takes_over_a_cell_of_its_own_key() {
     let last = decisions.last().unwrap();
     assert!(last.allowed && !last.table_full, "{last:?}");
 }
+
+/// Fail-open answers for the whole request when any rule of the key has no cell: as for
+/// a fresh key, with nothing stored in any rule (SEMANTICS.md 5), even for the rules that
+/// could have had a cell.
+#[test]
+fn fail_open_with_several_rules_stores_nothing() {
+    let rules = [Rule::window(2, 60 * S).unwrap(), Rule::gcra(10, S, 3).unwrap()];
+    // One cell: the first rule could take it, the second never has one.
+    let (l, p) = limiter(&rules, 1, FullTableMode::Open);
+    let now = Now::same(T0);
+    for i in 1..=5u64 {
+        let d = l.check(b"k", Target::Policy(p), 1, now).unwrap();
+        assert!(d.allowed && d.table_full, "{d:?}");
+        // A fresh key after one request: the window binds (1 left of 2).
+        assert_eq!((d.binding_rule, d.limit, d.remaining), (0, 2, 1), "request {i}");
+        assert_eq!(l.stats().table_full_open, i);
+    }
+    assert_eq!(l.cells()[0].load(), (0, 0), "nothing stored");
+    let (closed, p) = limiter(&rules, 1, FullTableMode::Closed);
+    let d = closed.check(b"k", Target::Policy(p), 1, now).unwrap();
+    assert!(!d.allowed && d.table_full && d.retry_after_seconds == 1, "{d:?}");
+    assert_eq!(closed.cells()[0].load(), (0, 0), "nothing stored");
+}
