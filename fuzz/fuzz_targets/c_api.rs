@@ -46,8 +46,12 @@ const GUARD: usize = 32;
 const PATTERN: u8 = 0xA5;
 /// Larger than any text of this library (headers of four rules with 64-byte names).
 const LARGE: usize = 8192;
-/// Table capacities this target allocates at most (libFuzzer's malloc limit).
-const MAX_CELLS: u64 = 4096;
+/// Table capacities this target has `asrl_limiter_new` allocate at most (libFuzzer's
+/// malloc limit): `ASRL_DEFAULT_CAPACITY`.
+const MAX_CELLS: u64 = 1 << 16;
+/// Cells of the caller memory `asrl_limiter_new_in` gets a table from (at most 65 cells,
+/// at an offset of up to 15 bytes).
+const MEMORY_CELLS: usize = 68;
 /// A length no buffer has: above `PTRDIFF_MAX` (the binding must refuse it unread).
 const HUGE: usize = isize::MAX as usize + 1;
 
@@ -485,7 +489,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     };
 
     // Caller memory: a valid zeroed buffer, a table cut out of it at a fuzzed offset and size.
-    let mut memory = vec![0u128; (MAX_CELLS as usize) + 2];
+    let mut memory = vec![0u128; MEMORY_CELLS];
     let offset = if u.ratio(1u8, 8)? {
         u.int_in_range(1..=15usize)?
     } else {
@@ -503,7 +507,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let options_error =
         (mode.is_none() || style.is_none() || opts.capacity > MAX_CAPACITY).then_some(INVALID_PARAMETER);
     let opts_ptr: *const asrl_options = if use_options { &opts } else { ptr::null() };
-    // SAFETY: `offset` + `table_bytes` stay within `memory` (MAX_CELLS + 2 cells).
+    // SAFETY: `offset` + `table_bytes` stay within `memory` (15 + 64 * 16 + 17 bytes).
     let table = unsafe { memory.as_mut_ptr().cast::<u8>().add(offset) };
     let table_null = in_caller && u.ratio(1u8, 16)?;
     let out_null = u.ratio(1u8, 16)?;
