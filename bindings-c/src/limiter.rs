@@ -1,6 +1,5 @@
 //! `asrl_limiter`: construction (own table or caller memory), accessors, `_free`.
 
-use std::alloc::{self, Layout};
 use std::ffi::c_char;
 use std::fmt::Write as _;
 
@@ -217,21 +216,12 @@ pub(crate) fn make(config: Config, table: Table, seed: Seed, o: &Options) -> Box
 }
 
 /// A zeroed table of `capacity` cells, or `ASRL_RESULT_ALLOC_FAILED`.
-fn alloc_table(capacity: u64) -> Result<Box<[Cell]>, asrl_result> {
+fn alloc_table(capacity: u64) -> Result<aisoule_ratelimit_host::Table, asrl_result> {
     let n = usize::try_from(capacity).map_err(|_| asrl_result::InvalidParameter)?;
-    let layout = Layout::array::<Cell>(n).map_err(|_| asrl_result::InvalidParameter)?;
-    if layout.size() == 0 {
+    if n == 0 || std::alloc::Layout::array::<Cell>(n).is_err() {
         return Err(asrl_result::InvalidParameter);
     }
-    // SAFETY: the layout has a non-zero size.
-    let ptr = unsafe { alloc::alloc_zeroed(layout) }.cast::<Cell>();
-    if ptr.is_null() {
-        return Err(asrl_result::AllocFailed);
-    }
-    // SAFETY: `ptr` was allocated by the global allocator with the layout of `[Cell; n]`,
-    // and all-zero bytes are a valid (empty) `Cell`, so this is an initialised
-    // `Box<[Cell]>` that frees with the same layout.
-    Ok(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)) })
+    aisoule_ratelimit_host::Table::try_owned(n).ok_or(asrl_result::AllocFailed)
 }
 
 /// Makes a limiter that owns its table.
@@ -287,11 +277,10 @@ pub unsafe extern "C" fn asrl_limiter_new(
             Ok(s) => s,
             Err(e) => return e,
         };
-        let cells = match alloc_table(capacity) {
-            Ok(c) => c,
+        let table = match alloc_table(capacity) {
+            Ok(t) => Table::Host(t),
             Err(e) => return e,
         };
-        let table = Table::Host(aisoule_ratelimit_host::Table::Owned(cells));
         let limiter = make(config, table, seed, &o);
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { write_out(limiter_out, Box::into_raw(limiter)) };

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use aisoule_ratelimit::json::{parse_config, JsonError, JsonErrorKind};
 use aisoule_ratelimit::{
-    Cell, CheckError, ConfigError, Decision, FullTableMode, HeaderStyle, Limiter, Now, PolicyId, Seed,
-    Target, BODY_CONTENT_TYPE,
+    CheckError, ConfigError, Decision, FullTableMode, HeaderStyle, Limiter, Now, PolicyId, Seed, Target,
+    BODY_CONTENT_TYPE,
 };
 use aisoule_ratelimit_host::{now, os_seed, SharedError, SharedTable, Table};
 use napi::bindgen_prelude::{Either, External, ToNapiValue, TypeName, Uint8Array};
@@ -244,14 +244,9 @@ pub fn create(
         }
         None => {
             let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
-            let cells = usize::try_from(capacity)
+            let table = usize::try_from(capacity)
                 .ok()
-                .and_then(|n| {
-                    let mut v: Vec<Cell> = Vec::new();
-                    v.try_reserve_exact(n).ok()?;
-                    v.extend((0..n).map(|_| Cell::new()));
-                    Some(v.into_boxed_slice())
-                })
+                .and_then(Table::try_owned)
                 .ok_or_else(|| {
                     throw(
                         &env,
@@ -260,7 +255,7 @@ pub fn create(
                         &format!("cannot allocate a table of {capacity} cells"),
                     )
                 })?;
-            (Table::Owned(cells), given_seed.unwrap_or_else(os_seed))
+            (table, given_seed.unwrap_or_else(os_seed))
         }
     };
     let capacity = table.as_ref().len() as u64;

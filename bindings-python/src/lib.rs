@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aisoule_ratelimit::json::parse_config;
 use aisoule_ratelimit::{
-    Cell, Config, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed,
-    Target, BODY_CONTENT_TYPE, CELL_SIZE,
+    Config, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed, Target,
+    BODY_CONTENT_TYPE, CELL_SIZE,
 };
 use aisoule_ratelimit_host::{
     monotonic_ns as mono_ns, try_os_seed, wall_ns, SharedError, SharedTable, Table,
@@ -164,14 +164,9 @@ impl Limiter {
             None => try_os_seed()?,
         };
         let capacity = parsed.capacity.unwrap_or(DEFAULT_CAPACITY);
-        let cells = usize::try_from(capacity)
+        let table = usize::try_from(capacity)
             .ok()
-            .and_then(|n| {
-                let mut v: Vec<Cell> = Vec::new();
-                v.try_reserve_exact(n).ok()?;
-                v.extend((0..n).map(|_| Cell::new()));
-                Some(v.into_boxed_slice())
-            })
+            .and_then(Table::try_owned)
             .ok_or_else(|| {
                 PyMemoryError::new_err(format!(
                     "capacity: no memory for {capacity} cells of {CELL_SIZE} bytes"
@@ -180,7 +175,7 @@ impl Limiter {
         Ok(Limiter::assemble(
             py,
             parsed.config,
-            Table::Owned(cells),
+            table,
             seed,
             on_full,
             style,

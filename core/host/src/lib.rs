@@ -99,12 +99,24 @@ impl Table {
         Table::Owned((0..capacity).map(|_| Cell::new()).collect())
     }
 
-    /// `capacity` empty cells on the heap, or `None` when they cannot be allocated.
+    /// `capacity` empty cells on the heap, or `None` when they cannot be allocated (or
+    /// `capacity` is 0). The memory comes zeroed from the allocator, so the pages of a
+    /// large table are only touched as keys arrive.
     pub fn try_owned(capacity: usize) -> Option<Table> {
-        let mut cells = Vec::new();
-        cells.try_reserve_exact(capacity).ok()?;
-        cells.extend((0..capacity).map(|_| Cell::new()));
-        Some(Table::Owned(cells.into_boxed_slice()))
+        let layout = std::alloc::Layout::array::<Cell>(capacity).ok()?;
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Cell>();
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: `ptr` was allocated by the global allocator with the layout of
+        // `[Cell; capacity]`, and all-zero bytes are a valid (empty) `Cell`, so this is an
+        // initialised `Box<[Cell]>` that frees with the same layout.
+        let cells = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, capacity)) };
+        Some(Table::Owned(cells))
     }
 }
 
