@@ -386,7 +386,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             let stored = self.store(&rules[r], fps[r], &slots[r], outcomes[r].state, now);
             if !stored {
                 for (u, _) in done.iter().enumerate().filter(|(_, d)| **d) {
-                    self.undo(&rules[u], fps[u], &slots[u], &outcomes[u], cost, now);
+                    self.undo(&rules[u], fps[u], &slots[u], &outcomes[u], cost);
                 }
                 return false;
             }
@@ -414,7 +414,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
     }
 
     /// Takes back one stored rule state (see [`crate::rule::Rule`]'s undo).
-    fn undo(&self, rule: &crate::rule::Rule, fp: u64, slot: &Slot, outcome: &Outcome, cost: u64, now: u64) {
+    fn undo(&self, rule: &crate::rule::Rule, fp: u64, slot: &Slot, outcome: &Outcome, cost: u64) {
         let cells = self.cells.as_ref();
         let (mut index, original) = match *slot {
             Slot::Found { index, word } | Slot::Vacant { index, word } => (index, word),
@@ -456,7 +456,6 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             if cells[index].swap_word(current, new).is_ok() {
                 return;
             }
-            let _ = now;
         }
     }
 
@@ -592,14 +591,7 @@ mod tests {
         assert_eq!(index, (h + 1) % cells.len());
         cells[index].swap_word(word, table::word(fp_y, 1)).unwrap();
         // X's second rule lost a race: its first is undone.
-        l.undo(
-            &rules[0],
-            fp_x,
-            &Slot::Vacant { index: h, word: 0 },
-            &outcome,
-            1,
-            now,
-        );
+        l.undo(&rules[0], fp_x, &Slot::Vacant { index: h, word: 0 }, &outcome, 1);
         assert!(matches!(table::find(&cells, fp_x, &never, &[]), Slot::Vacant { index, .. } if index == h));
         match table::find(&cells, fp_y, &never, &[]) {
             Slot::Found { index: i, .. } => assert_eq!(i, index),
