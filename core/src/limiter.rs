@@ -91,7 +91,8 @@ pub struct Decision {
     pub policy: PolicyId,
     /// The index of the binding rule in the policy.
     pub binding_rule: u8,
-    /// Whether the table had no cell for the key, so the full-table mode answered.
+    /// Whether the table had no cell for the key, so the full-table mode answered. Never
+    /// set on a denial by a rule whose cell the key still holds: that denial stands.
     pub table_full: bool,
 }
 
@@ -332,6 +333,15 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
                 };
             }
             let outcomes = &mut outcomes[..rules.len()];
+            // A rule without a cell decided from a fresh state, which admits any valid
+            // cost: a denial here comes from a cell the key still holds. It stands in
+            // either full-table mode, or a key whose neutral cell of one rule was reused
+            // would escape the throttle of another (SEMANTICS.md 5: a throttled key
+            // keeps its limit).
+            let allowed = outcomes.iter().all(|o| o.admitted);
+            if !allowed {
+                return Ok(self.compose(pid, outcomes, false, false, now));
+            }
             if table_full {
                 // No cell for one of the key's rules: the full-table mode answers for the
                 // whole request (SEMANTICS.md 5), and nothing is stored in any rule.
@@ -355,9 +365,8 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
                 return Ok(self.compose(pid, outcomes, true, true, now));
             }
             let outcomes = &*outcomes;
-            let allowed = outcomes.iter().all(|o| o.admitted);
-            if !allowed || !consume {
-                return Ok(self.compose(pid, outcomes, allowed, table_full, now));
+            if !consume {
+                return Ok(self.compose(pid, outcomes, true, false, now));
             }
             if self.commit(rules, &fps, &slots, outcomes, cost, t) {
                 return Ok(self.compose(pid, outcomes, true, false, now));

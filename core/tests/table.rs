@@ -330,3 +330,44 @@ fn fail_open_with_several_rules_stores_nothing() {
     assert!(!d.allowed && d.table_full && d.retry_after_seconds == 1, "{d:?}");
     assert_eq!(closed.cells()[0].load(), (0, 0), "nothing stored");
 }
+
+/// Found by the `table` fuzz target: a key throttled by one rule whose neutral cell of
+/// another rule was reused by another key. Its next request finds no cell for that rule,
+/// yet the rule that still holds state denies: the denial stands in both modes (a
+/// throttled key keeps its limit, SEMANTICS.md 5), is not flagged, and is not counted.
+#[test]
+fn a_throttled_key_stays_throttled_when_another_rule_lost_its_cell() {
+    for mode in [FullTableMode::Open, FullTableMode::Closed] {
+        let p = Policy::new(
+            "p",
+            &[Rule::window(1, 60 * S).unwrap(), Rule::gcra(10, S, 10).unwrap()],
+        )
+        .unwrap();
+        let q = Policy::new("q", &[Rule::window(5, 60 * S).unwrap()]).unwrap();
+        let config = Config::new(&[p, q]).unwrap();
+        let (p, q) = (config.policy_id("p").unwrap(), config.policy_id("q").unwrap());
+        let cells: Vec<Cell> = (0..2).map(|_| Cell::new()).collect();
+        let l = Limiter::with_full_table_mode(config, cells, Seed([9, 9]), mode);
+        let first = l.check(b"k", Target::Policy(p), 1, Now::same(T0)).unwrap();
+        assert!(first.allowed && !first.table_full, "{first:?}");
+        // A second later the GCRA cell is neutral; the window (1 a minute) still throttles.
+        let later = Now::same(T0 + S);
+        let denied = l.check(b"k", Target::Policy(p), 1, later).unwrap();
+        assert!(!denied.allowed && !denied.table_full, "{denied:?}");
+        // Another key takes the only reusable cell: the GCRA cell of "k".
+        let other = l.check(b"other", Target::Policy(q), 1, later).unwrap();
+        assert!(other.allowed && !other.table_full, "{other:?}");
+        for consume in [false, true] {
+            let d = if consume {
+                l.check(b"k", Target::Policy(p), 1, later).unwrap()
+            } else {
+                l.peek(b"k", Target::Policy(p), 1, later).unwrap()
+            };
+            assert!(!d.allowed, "{mode:?}: a throttled key was admitted: {d:?}");
+            assert!(!d.table_full, "{mode:?}: its own state decided: {d:?}");
+            assert_eq!((d.binding_rule, d.limit, d.remaining), (0, 1, 0), "{mode:?}");
+            assert_eq!(d.retry_after_ns, denied.retry_after_ns, "{mode:?}");
+        }
+        assert_eq!(l.stats(), Stats::default(), "{mode:?}: not a full-table answer");
+    }
+}
