@@ -72,11 +72,13 @@ impl Policy {
     }
 
     /// The rules, in order.
+    #[inline]
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
 
     /// The largest cost this policy accepts: the smallest capacity of its rules.
+    #[inline]
     pub fn max_cost(&self) -> u64 {
         self.rules.iter().map(Rule::capacity).min().unwrap_or(0)
     }
@@ -103,6 +105,7 @@ impl Route {
 
     /// Whether `path` is the prefix itself, or the prefix followed by `/` or `?` and
     /// anything (case-sensitive, SEMANTICS.md 1).
+    #[inline]
     pub fn matches(&self, path: &str) -> bool {
         let prefix = self.prefix.as_bytes();
         let path = path.as_bytes();
@@ -310,6 +313,7 @@ impl Config {
     }
 
     /// The policies, in order.
+    #[inline]
     pub fn policies(&self) -> &[Policy] {
         &self.policies
     }
@@ -342,11 +346,13 @@ impl Config {
     /// # Panics
     ///
     /// If `id` is not from this config.
+    #[inline]
     pub fn policy(&self, id: PolicyId) -> &Policy {
         &self.policies[id.index()]
     }
 
     /// The policy for a request path: the first matching route's, else the default.
+    #[inline]
     pub fn route(&self, path: &str) -> PolicyId {
         self.routes
             .iter()

@@ -245,6 +245,7 @@ impl Rule {
     /// One departure from the contract, at the end of the `u64` clock: a GCRA request
     /// whose theoretical arrival time would pass `u64::MAX` ns cannot be stored, so it is
     /// denied with `retry` `u64::MAX` (only within `B*T` of the clock's last nanosecond).
+    #[inline]
     pub fn decide(&self, state: u64, now: u64, cost: u64) -> Outcome {
         match self.algorithm {
             Algorithm::Gcra => self.gcra_decide(state, now, cost, true),
@@ -254,6 +255,7 @@ impl Rule {
 
     /// What [`Rule::decide`] would answer, without consuming: `admitted` says whether a
     /// request of `cost` would be admitted, and the figures describe `state` as it is.
+    #[inline]
     pub fn inspect(&self, state: u64, now: u64, cost: u64) -> Outcome {
         match self.algorithm {
             Algorithm::Gcra => self.gcra_decide(state, now, cost, false),
@@ -263,6 +265,7 @@ impl Rule {
 
     /// Whether `state` is equivalent to a fresh key's at `now` (and at every later
     /// instant), so its cell may be reused for another key.
+    #[inline]
     pub fn is_neutral(&self, state: u64, now: u64) -> bool {
         match self.algorithm {
             Algorithm::Gcra => state <= now,

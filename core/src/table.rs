@@ -57,10 +57,12 @@ impl Cell {
         (w as u64, (w >> 64) as u64)
     }
 
+    #[inline]
     pub(crate) fn word(&self) -> u128 {
         self.word.load(Ordering::Acquire)
     }
 
+    #[inline]
     pub(crate) fn swap_word(&self, current: u128, new: u128) -> Result<u128, u128> {
         self.word
             .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
