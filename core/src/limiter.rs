@@ -475,27 +475,10 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         table_full: bool,
         now: Now,
     ) -> Decision {
-        let rules = self.config.policy(pid).rules();
-        let longer = |a: usize, b: usize| rules[a].period_ns() > rules[b].period_ns();
-        let mut binding = usize::MAX;
-        for (r, o) in outcomes.iter().enumerate() {
-            if !allowed && o.admitted {
-                continue;
-            }
-            if binding == usize::MAX {
-                binding = r;
-                continue;
-            }
-            let (f, b) = (&o.figures, &outcomes[binding].figures);
-            let better = if allowed {
-                f.remaining < b.remaining || (f.remaining == b.remaining && longer(r, binding))
-            } else {
-                f.retry_ns > b.retry_ns || (f.retry_ns == b.retry_ns && longer(r, binding))
-            };
-            if better {
-                binding = r;
-            }
-        }
+        let binding = match outcomes {
+            [_] => 0,
+            _ => binding_rule(self.config.policy(pid).rules(), outcomes, allowed),
+        };
         let f = outcomes[binding].figures;
         let retry_after_seconds = if allowed {
             0
@@ -540,6 +523,33 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             table_full: true,
         }
     }
+}
+
+/// The binding rule of a policy of several rules (SEMANTICS.md 3.3): when allowed, the
+/// fewest remaining; when denied, the longest retry among the denying rules; ties go to
+/// the longer period, then to the earlier rule.
+fn binding_rule(rules: &[crate::rule::Rule], outcomes: &[Outcome], allowed: bool) -> usize {
+    let longer = |a: usize, b: usize| rules[a].period_ns() > rules[b].period_ns();
+    let mut binding = usize::MAX;
+    for (r, o) in outcomes.iter().enumerate() {
+        if !allowed && o.admitted {
+            continue;
+        }
+        if binding == usize::MAX {
+            binding = r;
+            continue;
+        }
+        let (f, b) = (&o.figures, &outcomes[binding].figures);
+        let better = if allowed {
+            f.remaining < b.remaining || (f.remaining == b.remaining && longer(r, binding))
+        } else {
+            f.retry_ns > b.retry_ns || (f.retry_ns == b.retry_ns && longer(r, binding))
+        };
+        if better {
+            binding = r;
+        }
+    }
+    binding
 }
 
 /// The state a slot holds (0 for a key without a cell) and whether the table was full.

@@ -109,7 +109,15 @@ impl Route {
     pub fn matches(&self, path: &str) -> bool {
         let prefix = self.prefix.as_bytes();
         let path = path.as_bytes();
-        path.starts_with(prefix) && matches!(path.get(prefix.len()), None | Some(b'/') | Some(b'?'))
+        // Prefixes mostly share their start (`/v1/`): comparing the last byte first turns
+        // most misses away without a call to `memcmp`.
+        let last_agrees = match prefix.split_last() {
+            Some((last, _)) => path.get(prefix.len() - 1) == Some(last),
+            None => true,
+        };
+        last_agrees
+            && path.starts_with(prefix)
+            && matches!(path.get(prefix.len()), None | Some(b'/') | Some(b'?'))
     }
 }
 

@@ -249,7 +249,10 @@ impl Rule {
     pub fn decide(&self, state: u64, now: u64, cost: u64) -> Outcome {
         match self.algorithm {
             Algorithm::Gcra => self.gcra_decide(state, now, cost, true),
-            Algorithm::Window => self.window_decide(state, now, cost, true),
+            Algorithm::Window => match self.window_admit(state, now, cost) {
+                Some(outcome) => outcome,
+                None => self.window_decide(state, now, cost, true),
+            },
         }
     }
 
@@ -382,6 +385,51 @@ impl Rule {
                 retry_ns: sat_u64(retry),
             },
         }
+    }
+
+    /// [`Rule::window_decide`] with `consume` for the common case, in 64-bit arithmetic:
+    /// the request is admitted, the clock did not go back, and `prev * (W - a)` fits in
+    /// 64 bits. `None` otherwise (the general path answers). There `base = -a`, so
+    /// `reset = 2W - a - floor((W-1) / curr)`, in `2..=2W` (`W <= MAX_PERIOD_NS < 2^62`).
+    #[inline]
+    fn window_admit(&self, state: u64, now: u64, cost: u64) -> Option<Outcome> {
+        let b = self.count_bits;
+        let count_mask = (1u64 << b) - 1;
+        let mask = self.index_mask();
+        let (j, a) = self.period_div.div_rem(now);
+        let (stored_prev, stored_curr) = ((state >> b) & count_mask, state & count_mask);
+        let d = (j & mask).wrapping_sub(state >> (2 * b)) & mask;
+        let (prev, curr) = if stored_prev | stored_curr == 0 {
+            (0, 0)
+        } else {
+            match d {
+                0 => (stored_prev, stored_curr),
+                1 => (stored_curr, 0),
+                _ if d <= mask >> 1 => (0, 0),
+                // The clock went back.
+                _ => return None,
+            }
+        };
+        let w = self.period_ns;
+        let scaled = match prev.checked_mul(w - a) {
+            Some(num) => self.period_div.div_rem(num).0,
+            None => return None,
+        };
+        let n = curr + scaled + cost;
+        if n > self.limit {
+            return None;
+        }
+        let curr = curr + cost;
+        Some(Outcome {
+            admitted: true,
+            state: ((j & mask) << (2 * b)) | (prev << b) | curr,
+            figures: Figures {
+                limit: self.limit,
+                remaining: self.limit - n,
+                reset_ns: 2 * w - a - (w - 1) / curr,
+                retry_ns: 0,
+            },
+        })
     }
 
     fn window_decide(&self, state: u64, now: u64, cost: u64, consume: bool) -> Outcome {
@@ -633,6 +681,69 @@ mod tests {
             o.figures.reset_ns,
             o.figures.retry_ns,
         )
+    }
+
+    /// The 64-bit fast path answers exactly as the general one wherever it answers, and
+    /// answers the common case: states from every branch of `roll` (fresh, same window,
+    /// one back, long ago, clock gone back), counts up to the limit, every cost.
+    #[test]
+    fn window_fast_path_equals_the_general_path() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut answered = 0usize;
+        let runs = if cfg!(miri) { 300 } else { 200_000 };
+        let periods = [MS, 7 * MS + 1, S, 60 * S, 3_600 * S + 3, MAX_PERIOD_NS];
+        for i in 0..runs {
+            let period = periods[i % periods.len()];
+            let limit = match next() % 4 {
+                0 => 1,
+                1 => 120,
+                2 => 1 + next() % Rule::max_window_limit(period),
+                _ => Rule::max_window_limit(period),
+            };
+            let rule = Rule::window(limit, period).unwrap();
+            let now = match next() % 3 {
+                0 => next(),
+                1 => next() % (1 << 40),
+                _ => u64::MAX - next() % (1 << 40),
+            };
+            // A state from a few requests at earlier (or, for the clock going back,
+            // later) instants.
+            let mut state = 0;
+            for _ in 0..next() % 6 {
+                let back = next() % (3 * period);
+                let at = if next() % 8 == 0 {
+                    now.saturating_add(back)
+                } else {
+                    now.saturating_sub(back)
+                };
+                let cost = 1 + next() % limit.min(4);
+                let o = rule.window_decide(state, at, cost, true);
+                if o.admitted {
+                    state = o.state;
+                }
+            }
+            let cost = if next() % 2 == 0 { 1 } else { 1 + next() % limit };
+            let general = rule.window_decide(state, now, cost, true);
+            if let Some(fast) = rule.window_admit(state, now, cost) {
+                assert_eq!(fast, general, "{rule:?} state {state:#x} now {now} cost {cost}");
+                answered += 1;
+            } else {
+                // Only a stored state (the clock went back, or a 64-bit overflow) leaves
+                // an admission to the general path.
+                assert!(
+                    !general.admitted || state != 0,
+                    "a fresh key's admission took the general path"
+                );
+            }
+            assert_eq!(rule.decide(state, now, cost), general);
+        }
+        assert!(answered > runs / 4, "the fast path answered {answered} of {runs}");
     }
 
     #[test]

@@ -144,31 +144,49 @@ pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u64) -> bool,
         return Slot::Full;
     }
     let start = home(fp, cap);
-    let mut vacant: Option<(usize, u128)> = None;
+    let probe = PROBE_LIMIT.min(cap);
+    // First pass: the key's own cell, up to the first empty cell. Whether another key's
+    // cell is neutral (a rule's arithmetic) is only asked when the key has no cell, in
+    // the second pass: a key found after passing other keys' cells pays nothing for them.
     let mut index = start;
-    for _ in 0..PROBE_LIMIT.min(cap) {
+    let mut vacant: Option<(usize, u128)> = None;
+    let mut end = probe;
+    for step in 0..probe {
         let w = cells[index].word();
         let f = fp_of(w);
         if f == fp {
             return Slot::Found { index, word: w };
         }
-        if taken.contains(&index) {
-            // Another rule of the same request aims at this cell.
-            index = next(index, cap);
-            continue;
-        }
-        match f & TAG_MASK {
-            TAG_EMPTY => {
-                let (index, word) = vacant.unwrap_or((index, w));
-                return Slot::Vacant { index, word };
-            }
-            TAG_TOMB => {
-                vacant.get_or_insert((index, w));
-            }
-            _ => {
-                if vacant.is_none() && neutral(f, state_of(w)) {
+        if !taken.contains(&index) {
+            match f & TAG_MASK {
+                TAG_EMPTY => {
+                    end = step;
                     vacant = Some((index, w));
+                    break;
                 }
+                TAG_TOMB if vacant.is_none() => vacant = Some((index, w)),
+                _ => {}
+            }
+        }
+        index = next(index, cap);
+    }
+    // Second pass: the first given-back or neutral cell before that point, in probe order.
+    let mut index = start;
+    for _ in 0..end {
+        if let Some((v, _)) = vacant {
+            if v == index {
+                break;
+            }
+        }
+        if !taken.contains(&index) {
+            let w = cells[index].word();
+            let f = fp_of(w);
+            let reusable = match f & TAG_MASK {
+                TAG_EMPTY | TAG_TOMB => true,
+                _ => f != fp && neutral(f, state_of(w)),
+            };
+            if reusable {
+                return Slot::Vacant { index, word: w };
             }
         }
         index = next(index, cap);
