@@ -36,7 +36,8 @@ const rlf = new RateLimiterMemory({ points: 1_000_000_000, duration: 60 });
 const erl = new MemoryStore();
 erl.init({ windowMs: 60_000 });
 
-// The native call alone (what `check` costs before the JS decision object is built).
+// The native call alone (what `check` costs before the JS decision object is built), as
+// `check` makes it for a route string it has seen: with the routed policy's index.
 const rawJson = JSON.stringify({ policies: config.policies, routes: [], default_policy: 'standard', capacity: 65_536 });
 const raw = native.bind(native.create(rawJson, 'open', undefined, null, undefined), 'x-ratelimit');
 const L = native.layout();
@@ -45,6 +46,8 @@ slots[L.mode] = 0;
 slots[L.cost] = 1;
 slots[L.nowMs] = NaN;
 slots[L.policyIn] = -1;
+raw(keys[0], ROUTE); // routes ROUTE once, as `check` does on first sight of a route string
+slots[L.policyIn] = slots[L.routed]; // then names the policy the core routed it to
 
 let sink = 0;
 const contenders = {

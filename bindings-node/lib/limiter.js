@@ -26,7 +26,9 @@ const S_COUNT = L.count;
 const S_NAMES = L.names;
 const S_KEYS = L.keys;
 const S_LENS = L.lens;
+const S_ROUTED = L.routed;
 const BYTES = L.bytes;
+const CACHE_MASK = L.cacheSize - 1;
 const MAX_MS = 9007199254740991; // Number.MAX_SAFE_INTEGER: beyond it ms are not exact
 const OPTION_KEYS = new Set([
   'policies',
@@ -40,7 +42,10 @@ const OPTION_KEYS = new Set([
 ]);
 // What `Limiter.openShared(path, options)` takes: the seed is the segment's.
 const OPEN_SHARED_KEYS = new Set(['policies', 'routes', 'defaultPolicy', 'capacity', 'onFull', 'headerStyle']);
-const CACHE_SIZE = 4096; // header value text cache entries (a power of two)
+// Route strings remembered with the policy the core routed them to: at most this many,
+// each at most this long (a request path with a unique query string is not worth keeping).
+const ROUTE_CACHE = 1024;
+const ROUTE_CACHE_LEN = 256;
 
 function typeError(code, message) {
   const e = new TypeError(message);
@@ -196,8 +201,8 @@ class Limiter {
   #names;
   #policies;
   #policyIndex;
-  #cacheKeys;
   #cacheText;
+  #routes;
   #info;
 
   constructor(options, internal) {
@@ -220,8 +225,10 @@ class Limiter {
     this.#info = native.info(handle);
     this.#policies = this.#info.policies;
     this.#policyIndex = new Map(this.#policies.map((name, i) => [name, i]));
-    this.#cacheKeys = new Float64Array(CACHE_SIZE).fill(-1);
-    this.#cacheText = new Array(CACHE_SIZE).fill('');
+    // Header value text by cache slot; the addon keeps (in the scratch) which number each
+    // slot's text spells, and sends the bytes whenever the slot does not hold it.
+    this.#cacheText = new Array(L.cacheSize).fill('');
+    this.#routes = new Map();
   }
 
   /**
@@ -347,8 +354,16 @@ class Limiter {
     if (typeof key !== 'string' && !(key instanceof Uint8Array)) {
       throw typeError('ERR_RATELIMIT_KEY', `key must be a string or a Uint8Array, got ${describe(key)}`);
     }
-    if (policy < 0 && typeof route !== 'string') {
-      throw typeError('ERR_RATELIMIT_ROUTE', `route must be a string (or give options.policy), got ${describe(route)}`);
+    let routed = true;
+    if (policy < 0) {
+      if (typeof route !== 'string') {
+        throw typeError('ERR_RATELIMIT_ROUTE', `route must be a string (or give options.policy), got ${describe(route)}`);
+      }
+      // A route string seen before: the policy the core routed it to (the core's routing
+      // of a string never changes), so the addon need not copy and match the path again.
+      const p = this.#routes.get(route);
+      if (p === undefined) routed = false;
+      else policy = p;
     }
     f[S_MODE] = mode;
     f[S_COST] = cost;
@@ -357,6 +372,7 @@ class Limiter {
     const body = this.#fn(key, route);
     const code = f[S_CODE];
     if (code !== CODE_OK) this.#fail(code);
+    if (!routed) this.#remember(route, f[S_ROUTED]);
     return new Decision(
       f[S_ALLOWED] === 1,
       f[S_STATUS],
@@ -371,10 +387,8 @@ class Limiter {
     );
   }
 
-  // The headers object, its values the core's text. A value that is a canonical decimal
-  // comes with its number as a key: text seen before for that key is reused (the same
-  // digits), else decoded from the bytes the core wrote. One store site per position, so
-  // each sees one name and stays monomorphic.
+  // The headers object, its values the core's text (see #text). One store site per
+  // position, so each sees one name and stays monomorphic.
   #headers(f) {
     const n = f[S_COUNT];
     const nm = this.#names;
@@ -382,39 +396,44 @@ class Limiter {
     let at = BYTES;
     if (n > 0) {
       h[nm[f[S_NAMES]]] = this.#text(f, 0, at);
-      at += f[S_LENS];
+      if (f[S_LENS] > 0) at += f[S_LENS];
     }
     if (n > 1) {
       h[nm[f[S_NAMES + 1]]] = this.#text(f, 1, at);
-      at += f[S_LENS + 1];
+      if (f[S_LENS + 1] > 0) at += f[S_LENS + 1];
     }
     if (n > 2) {
       h[nm[f[S_NAMES + 2]]] = this.#text(f, 2, at);
-      at += f[S_LENS + 2];
+      if (f[S_LENS + 2] > 0) at += f[S_LENS + 2];
     }
     if (n > 3) {
       h[nm[f[S_NAMES + 3]]] = this.#text(f, 3, at);
-      at += f[S_LENS + 3];
+      if (f[S_LENS + 3] > 0) at += f[S_LENS + 3];
     }
     if (n > 4) {
       h[nm[f[S_NAMES + 4]]] = this.#text(f, 4, at);
-      at += f[S_LENS + 4];
+      if (f[S_LENS + 4] > 0) at += f[S_LENS + 4];
     }
     if (n > 5) h[nm[f[S_NAMES + 5]]] = this.#text(f, 5, at);
     return h;
   }
 
+  // Header `i`'s value: from the text cache when the addon sent no bytes (length -1), else
+  // decoded from the bytes and, when it spells a number, kept at that number's slot (the
+  // addon has marked the slot as holding it).
   #text(f, i, at) {
+    const len = f[S_LENS + i];
     const k = f[S_KEYS + i];
-    if (k >= 0) {
-      const slot = k & (CACHE_SIZE - 1);
-      if (this.#cacheKeys[slot] === k) return this.#cacheText[slot];
-      const s = this.#decode(at, f[S_LENS + i]);
-      this.#cacheKeys[slot] = k;
-      this.#cacheText[slot] = s;
-      return s;
-    }
-    return this.#decode(at, f[S_LENS + i]);
+    if (len < 0) return this.#cacheText[k & CACHE_MASK];
+    const s = this.#decode(at, len);
+    if (k >= 0) this.#cacheText[k & CACHE_MASK] = s;
+    return s;
+  }
+
+  #remember(route, policy) {
+    if (route.length > ROUTE_CACHE_LEN) return;
+    if (this.#routes.size >= ROUTE_CACHE) this.#routes.clear();
+    this.#routes.set(route, policy);
   }
 
   #decode(at, len) {

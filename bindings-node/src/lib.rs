@@ -10,10 +10,12 @@
 //!   429 body as a string when denied. One native call per request, no allocation (for
 //!   keys and paths under 512 bytes), no napi-rs borrow scope on the way.
 
+use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aisoule_ratelimit::json::{parse_config, JsonError, JsonErrorKind};
@@ -21,7 +23,7 @@ use aisoule_ratelimit::{
     CheckError, ConfigError, Decision, FullTableMode, HeaderStyle, Limiter, Now, PolicyId, Seed, Target,
     BODY_CONTENT_TYPE,
 };
-use aisoule_ratelimit_host::{now, os_seed, SharedError, SharedTable, Table};
+use aisoule_ratelimit_host::{monotonic_ns, os_seed, wall_ns, SharedError, SharedTable, Table};
 use napi::bindgen_prelude::{Either, External, ToNapiValue, TypeName, Uint8Array};
 use napi::{sys, Env, Error, Result, Status, ValueType};
 use napi_derive::napi;
@@ -379,15 +381,25 @@ const S_COUNT: usize = 13;
 /// Per header `i`: the name's index in `bind`'s name list.
 const S_NAMES: usize = 14;
 /// Per header `i`: the value as a number when it is a canonical decimal of at most 15
-/// digits (a cache key for the text), else -1.
+/// digits (its slot in the text cache is `key & (TEXT_CACHE - 1)`), else -1.
 const S_KEYS: usize = 20;
-/// Per header `i`: the value's length in bytes (the bytes follow each other from `BYTES`).
+/// Per header `i`: the value's length in bytes (the bytes follow each other from `BYTES`),
+/// or -1 when the value is not in the bytes because the JS text cache holds it (at the
+/// slot of its key).
 const S_LENS: usize = 26;
+/// Output: the policy index a route string resolved to (the core's routing), or -1 when
+/// the call named a policy. The wrapper remembers it per route string.
+const S_ROUTED: usize = 32;
 const MAX_HEADERS: usize = 6;
-const F64_SLOTS: usize = 32;
+const F64_SLOTS: usize = 40;
 /// Where the header value bytes start.
 const BYTES: usize = F64_SLOTS * 8;
-const SCRATCH_LEN: usize = BYTES + 2048;
+/// Where the text cache's keys start (f64s, `TEXT_CACHE` of them), after the bytes.
+const CACHE_KEYS: usize = BYTES + 2048;
+/// Entries of the header value text cache (a power of two). The JS wrapper holds the text
+/// by slot; the addon holds, in the scratch, the number whose text each slot holds.
+const TEXT_CACHE: usize = 4096;
+const SCRATCH_LEN: usize = CACHE_KEYS + TEXT_CACHE * 8;
 
 const CODE_OK: u32 = 0;
 const CODE_INVALID_COST: u32 = 1;
@@ -434,8 +446,14 @@ pub struct Layout {
     pub keys: u32,
     /// First slot of header value lengths.
     pub lens: u32,
+    /// Output slot: the policy index a route resolved to, or -1.
+    pub routed: u32,
     /// Byte offset of the header value bytes.
     pub bytes: u32,
+    /// Byte offset of the text cache's keys (f64).
+    pub cache_keys: u32,
+    /// Entries of the text cache (a power of two).
+    pub cache_size: u32,
     /// Result code: success.
     pub code_ok: u32,
     /// Result code: invalid cost.
@@ -473,7 +491,10 @@ pub fn layout() -> Layout {
         names: S_NAMES as u32,
         keys: S_KEYS as u32,
         lens: S_LENS as u32,
+        routed: S_ROUTED as u32,
         bytes: BYTES as u32,
+        cache_keys: CACHE_KEYS as u32,
+        cache_size: TEXT_CACHE as u32,
         code_ok: CODE_OK,
         code_invalid_cost: CODE_INVALID_COST,
         code_unknown_policy: CODE_UNKNOWN_POLICY,
@@ -518,11 +539,95 @@ fn header_names(inner: &Inner, style: HeaderStyle) -> Vec<&'static str> {
     names
 }
 
+/// A figure of a decision that a header value can spell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Figure {
+    Limit,
+    Remaining,
+    Reset,
+    RetryAfter,
+}
+
+const FIGURES: [Figure; 4] = [
+    Figure::Limit,
+    Figure::Remaining,
+    Figure::Reset,
+    Figure::RetryAfter,
+];
+
+fn figure(d: &Decision, f: Figure) -> u64 {
+    match f {
+        Figure::Limit => d.limit,
+        Figure::Remaining => d.remaining,
+        Figure::Reset => d.reset,
+        Figure::RetryAfter => d.retry_after_seconds,
+    }
+}
+
+/// What the core writes for a header style, learned from the core itself when a check
+/// function is bound: per header, the name's index and the figure whose canonical decimal
+/// the value is (for an allowed and for a denied decision). With it, a check whose values
+/// are all in the text cache skips formatting: the cache holds text the core wrote for
+/// those numbers. Only styles whose every value is a plain figure have a plan (the
+/// `X-RateLimit-*` set and `Retry-After`; not the IETF structured values). Every check that
+/// formats (a cache miss) compares the core's text with the plan and drops the plan for
+/// good if they ever differ.
+#[derive(Debug, PartialEq, Eq)]
+struct Plan {
+    allowed: Vec<(u8, Figure)>,
+    denied: Vec<(u8, Figure)>,
+}
+
+/// The plan for `style` (see [`Plan`]), or `None` when some value is not one figure's
+/// canonical decimal. Probes the core with decisions whose figures are all distinct, twice
+/// with other digit counts, and keeps the plan only when both probes agree.
+fn header_plan(inner: &Inner, style: HeaderStyle, names: &[&'static str]) -> Option<Plan> {
+    let config = inner.limiter.config();
+    let policy = config.default_policy();
+    let probe = |allowed: bool, figures: [u64; 4]| -> Option<Vec<(u8, Figure)>> {
+        let d = Decision {
+            allowed,
+            limit: figures[0],
+            remaining: figures[1],
+            reset: figures[2],
+            reset_after_ns: 1,
+            retry_after_seconds: figures[3],
+            retry_after_ns: 1,
+            policy,
+            binding_rule: 0,
+            table_full: false,
+        };
+        let mut entries = Vec::new();
+        d.for_each_header(config.policy(policy), style, |name, value| {
+            let idx = names.iter().position(|n| *n == name).ok_or(())?;
+            let k = decimal_key(value.as_bytes());
+            let mut matching = FIGURES.iter().filter(|&&f| k >= 0.0 && figure(&d, f) as f64 == k);
+            match (matching.next(), matching.next()) {
+                (Some(&f), None) => {
+                    entries.push((u8::try_from(idx).map_err(|_| ())?, f));
+                    Ok(())
+                }
+                _ => Err(()),
+            }
+        })
+        .ok()?;
+        (entries.len() <= MAX_HEADERS).then_some(entries)
+    };
+    let a = [17, 2_503, 1_780_423_179, 40_961];
+    let b = [1_000_000_000, 6, 99, 123_456_789_012];
+    let allowed = probe(true, a)?;
+    let denied = probe(false, a)?;
+    (probe(true, b)? == allowed && probe(false, b)? == denied).then_some(Plan { allowed, denied })
+}
+
 /// The state of one bound check function: its limiter, header style and scratch.
 struct Bound {
     inner: Arc<Inner>,
     style: HeaderStyle,
     names: Vec<&'static str>,
+    plan: Option<Plan>,
+    /// Whether the plan still holds (cleared for good on the first difference).
+    plan_ok: Cell<bool>,
     /// The scratch `ArrayBuffer`'s memory (kept alive by the function's `scratch` property).
     scratch: *mut u8,
 }
@@ -602,10 +707,19 @@ pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<Ra
         // SAFETY: `js_names` is an array made above.
         check_status(unsafe { sys::napi_set_element(raw_env, js_names, i as u32, s) })?;
     }
+    // SAFETY: `napi_create_arraybuffer` gave SCRATCH_LEN writable bytes at `data`, which
+    // nothing else references yet.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), SCRATCH_LEN) };
+    for slot in 0..TEXT_CACHE {
+        put(bytes, CACHE_KEYS / 8 + slot, -1.0); // no number's text is cached yet
+    }
+    let plan = header_plan(inner, style, &names);
     let bound = Box::into_raw(Box::new(Bound {
         inner: Arc::clone(inner),
         style,
         names,
+        plan_ok: Cell::new(plan.is_some()),
+        plan,
         scratch: data.cast::<u8>(),
     }));
     let mut func = ptr::null_mut();
@@ -675,12 +789,16 @@ unsafe fn arg_bytes<'a>(
     if st == sys::Status::napi_ok && len + 1 < STACK_LEN {
         // SAFETY: Node-API wrote `len` units from the start of `wide`.
         let units = unsafe { std::slice::from_raw_parts(wide.as_ptr().cast::<u16>(), len) };
-        if units.iter().fold(0u16, |acc, &u| acc | u) < 0x80 {
-            let out = stack.as_mut_ptr().cast::<u8>();
-            for (i, &u) in units.iter().enumerate() {
-                // SAFETY: i < len < STACK_LEN, inside `stack`.
-                unsafe { out.add(i).write(u as u8) };
-            }
+        // Narrow and test in one pass (vectorised): the bytes count only when every unit
+        // was ASCII.
+        let out = stack.as_mut_ptr().cast::<u8>();
+        let mut all = 0u16;
+        for (i, &u) in units.iter().enumerate() {
+            all |= u;
+            // SAFETY: i < len < STACK_LEN, inside `stack`.
+            unsafe { out.add(i).write(u as u8) };
+        }
+        if all < 0x80 {
             // SAFETY: the first `len` bytes of `stack` were just written.
             return Some(unsafe { std::slice::from_raw_parts(out, len) });
         }
@@ -748,13 +866,56 @@ unsafe fn arg_bytes<'a>(
     Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
 }
 
+/// How long a measured wall-clock offset is used before the wall clock is read again.
+const WALL_REFRESH_NS: u64 = 100_000_000;
+/// `wall - mono` (wrapping) as last measured.
+static WALL_OFFSET: AtomicU64 = AtomicU64::new(0);
+/// The monotonic time of that measurement, 0 before the first.
+static WALL_MEASURED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Both clocks of a request made now (as the Python binding reads them).
+///
+/// The wall clock is only printed (`X-RateLimit-Reset`, whole seconds), so it is read at
+/// most every [`WALL_REFRESH_NS`] of monotonic time and derived from the monotonic clock
+/// in between: one clock read a request instead of two (each about 20 ns on this kind of
+/// VM). Between reads the two clocks drift apart only by NTP's slew (at most 500 ppm,
+/// 50 us in 100 ms); a step of the wall clock shows within 100 ms.
+fn now() -> Now {
+    let mono = monotonic_ns();
+    // Acquire pairs with the Release below: an offset is never older than its time.
+    let at = WALL_MEASURED_AT.load(Ordering::Acquire);
+    if at == 0 || mono.wrapping_sub(at) >= WALL_REFRESH_NS {
+        let wall = wall_ns();
+        WALL_OFFSET.store(wall.wrapping_sub(mono), Ordering::Relaxed);
+        WALL_MEASURED_AT.store(mono.max(1), Ordering::Release);
+        return Now {
+            mono_ns: mono,
+            wall_ns: wall,
+        };
+    }
+    Now {
+        mono_ns: mono,
+        wall_ns: mono.wrapping_add(WALL_OFFSET.load(Ordering::Relaxed)),
+    }
+}
+
 /// `Number.MAX_SAFE_INTEGER`: the largest whole number a JS number holds exactly.
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+
+/// Whether `v` (from 0 to 2^53) is a whole number: a round trip through `u64`, which
+/// compiles to two instructions where `f64::fract` calls libm's `trunc` (no SSE4.1 in the
+/// baseline target).
+fn is_whole(v: f64) -> bool {
+    v as u64 as f64 == v
+}
 
 /// `ms` (finite, >= 0) as nanoseconds, exact for whole milliseconds.
 fn ms_to_ns(ms: f64) -> Option<u64> {
     if !(0.0..=MAX_SAFE).contains(&ms) {
         return None;
+    }
+    if is_whole(ms) {
+        return (ms as u64).checked_mul(1_000_000); // the usual case, without libm
     }
     let whole = ms.trunc();
     let frac_ns = ((ms - whole) * 1e6).round() as u64;
@@ -805,15 +966,20 @@ unsafe extern "C" fn check_callback(env: sys::napi_env, info: sys::napi_callback
         // SAFETY: argv holds this callback's arguments (undefined when not passed).
         unsafe { decide(env, bound, scratch, argv[0], argv[1]) }
     }));
-    match out {
-        Ok(v) => v,
-        Err(_) => {
-            // SAFETY: as above; the closure's borrow ended with the panic.
-            let scratch = unsafe { std::slice::from_raw_parts_mut(bound.scratch, SCRATCH_LEN) };
-            put(scratch, S_CODE, f64::from(CODE_INTERNAL));
-            ptr::null_mut()
+    // SAFETY: as above; the closure's borrow has ended (returned or unwound).
+    let scratch = unsafe { std::slice::from_raw_parts_mut(bound.scratch, SCRATCH_LEN) };
+    let v = out.unwrap_or_else(|_| {
+        put(scratch, S_CODE, f64::from(CODE_INTERNAL));
+        ptr::null_mut()
+    });
+    if get(scratch, S_CODE) == f64::from(CODE_INTERNAL) {
+        // The wrapper throws without reading the header text, so it stores none: forget
+        // every cached number, as some may have been marked for text it never got.
+        for slot in 0..TEXT_CACHE {
+            put(scratch, CACHE_KEYS / 8 + slot, -1.0);
         }
     }
+    v
 }
 
 fn get(scratch: &[u8], slot: usize) -> f64 {
@@ -853,24 +1019,29 @@ unsafe fn decide(
     let Some(key) = (unsafe { arg_bytes(env, key, &mut key_stack, &mut key_heap, true) }) else {
         return fail(scratch, CODE_BAD_KEY);
     };
-    let (mut route_stack, mut route_heap) = (MaybeUninit::uninit(), Vec::new());
-    let target = if policy_in >= 0.0 {
+    let id = if policy_in >= 0.0 {
         match inner.ids.get(policy_in as usize) {
-            Some(&id) if policy_in.fract() == 0.0 => Target::Policy(id),
+            Some(&id) if is_whole(policy_in) => id,
             _ => return fail(scratch, CODE_UNKNOWN_POLICY),
         }
     } else {
+        let (mut route_stack, mut route_heap) = (MaybeUninit::uninit(), Vec::new());
         // SAFETY: the caller vouches for env and route.
         let bytes = unsafe { arg_bytes(env, route, &mut route_stack, &mut route_heap, false) };
-        match bytes {
-            // SAFETY: the bytes are what `napi_get_value_string_utf8` wrote (strings only:
-            // `allow_bytes` is false), which is UTF-8 (V8 replaces lone surrogates and
-            // never cuts a character).
-            Some(b) => Target::Route(unsafe { std::str::from_utf8_unchecked(b) }),
-            None => return fail(scratch, CODE_BAD_ROUTE),
-        }
+        let Some(b) = bytes else {
+            return fail(scratch, CODE_BAD_ROUTE);
+        };
+        // SAFETY: the bytes are what `napi_get_value_string_utf8` wrote, or ASCII narrowed
+        // from UTF-16 (strings only: `allow_bytes` is false), which is UTF-8 (V8 replaces
+        // lone surrogates and never cuts a character).
+        let path = unsafe { std::str::from_utf8_unchecked(b) };
+        // The core's routing, as `Target::Route(path)` does it; the wrapper remembers the
+        // answer for this string and names the policy next time.
+        let id = inner.limiter.config().route(path);
+        put(scratch, S_ROUTED, id.index() as f64);
+        id
     };
-    if !((1.0..=MAX_SAFE).contains(&cost) && cost.fract() == 0.0) {
+    if !((1.0..=MAX_SAFE).contains(&cost) && is_whole(cost)) {
         return fail(scratch, CODE_INVALID_COST);
     }
     let now = if now_ms.is_nan() {
@@ -882,9 +1053,9 @@ unsafe fn decide(
         }
     };
     let decided = if peek {
-        inner.limiter.peek(key, target, cost as u64, now)
+        inner.limiter.peek(key, Target::Policy(id), cost as u64, now)
     } else {
-        inner.limiter.check(key, target, cost as u64, now)
+        inner.limiter.check(key, Target::Policy(id), cost as u64, now)
     };
     let d = match decided {
         Ok(d) => d,
@@ -899,29 +1070,9 @@ unsafe fn decide(
     put(scratch, S_RETRY_AFTER, d.retry_after_seconds as f64);
     put(scratch, S_POLICY, d.policy.index() as f64);
     put(scratch, S_TABLE_FULL, if d.table_full { 1.0 } else { 0.0 });
-    let policy = inner.limiter.policy(d.policy);
-    let mut count = 0usize;
-    let mut at = BYTES;
-    let wrote = d.for_each_header(policy, bound.style, |name, value| {
-        let v = value.as_bytes();
-        let Some(idx) = bound.names.iter().position(|n| ptr::eq(*n, name) || *n == name) else {
-            return Err(());
-        };
-        if count == MAX_HEADERS || at + v.len() > SCRATCH_LEN {
-            return Err(());
-        }
-        scratch[at..at + v.len()].copy_from_slice(v);
-        at += v.len();
-        put(scratch, S_NAMES + count, idx as f64);
-        put(scratch, S_KEYS + count, decimal_key(v));
-        put(scratch, S_LENS + count, v.len() as f64);
-        count += 1;
-        Ok(())
-    });
-    if wrote.is_err() {
+    if !(cached_headers(bound, &d, scratch) || formatted_headers(bound, &d, scratch)) {
         return fail(scratch, CODE_INTERNAL);
     }
-    put(scratch, S_COUNT, count as f64);
     put(scratch, S_CODE, f64::from(CODE_OK));
     if d.allowed {
         return ptr::null_mut();
@@ -938,6 +1089,85 @@ unsafe fn decide(
         return fail(scratch, CODE_INTERNAL);
     }
     s
+}
+
+/// The largest number a cache key holds (15 digits: exact as an f64).
+const MAX_KEY: u64 = 999_999_999_999_999;
+
+/// The f64 slot of text cache entry `n`'s key.
+fn cache_slot(n: u64) -> usize {
+    CACHE_KEYS / 8 + (n as usize & (TEXT_CACHE - 1))
+}
+
+/// The headers of `d` when the plan holds and the text of every value is in the JS text
+/// cache: names and numbers only, no formatting. Returns false (having written nothing
+/// the JS reads) when some value is not cached.
+fn cached_headers(bound: &Bound, d: &Decision, scratch: &mut [u8]) -> bool {
+    let Some(plan) = bound.plan.as_ref().filter(|_| bound.plan_ok.get()) else {
+        return false;
+    };
+    let entries = if d.allowed { &plan.allowed } else { &plan.denied };
+    for (i, &(name, f)) in entries.iter().enumerate() {
+        let n = figure(d, f);
+        if n > MAX_KEY || get(scratch, cache_slot(n)) != n as f64 {
+            return false;
+        }
+        put(scratch, S_NAMES + i, f64::from(name));
+        put(scratch, S_KEYS + i, n as f64);
+        put(scratch, S_LENS + i, -1.0);
+    }
+    put(scratch, S_COUNT, entries.len() as f64);
+    true
+}
+
+/// The headers of `d` as the core formats them (`for_each_header`): each value's bytes,
+/// or, when the text cache holds that number's text, its key only. Compares the core's
+/// text with the plan and drops the plan if they differ. Returns false on a value that
+/// does not fit (a bug).
+fn formatted_headers(bound: &Bound, d: &Decision, scratch: &mut [u8]) -> bool {
+    let plan = bound.plan.as_ref().filter(|_| bound.plan_ok.get());
+    let entries = plan.map(|p| if d.allowed { &p.allowed } else { &p.denied });
+    let mut count = 0usize;
+    let mut at = BYTES;
+    let policy = bound.inner.limiter.policy(d.policy);
+    let wrote = d.for_each_header(policy, bound.style, |name, value| {
+        let v = value.as_bytes();
+        let Some(idx) = bound.names.iter().position(|n| ptr::eq(*n, name) || *n == name) else {
+            return Err(());
+        };
+        if count == MAX_HEADERS || at + v.len() > CACHE_KEYS {
+            return Err(());
+        }
+        let k = decimal_key(v);
+        if let Some(entries) = entries {
+            let planned = entries
+                .get(count)
+                .map(|&(i, f)| (usize::from(i), figure(d, f) as f64));
+            if planned != Some((idx, k)) {
+                bound.plan_ok.set(false);
+            }
+        }
+        put(scratch, S_NAMES + count, idx as f64);
+        put(scratch, S_KEYS + count, k);
+        if k >= 0.0 && get(scratch, cache_slot(k as u64)) == k {
+            put(scratch, S_LENS + count, -1.0);
+        } else {
+            scratch[at..at + v.len()].copy_from_slice(v);
+            at += v.len();
+            put(scratch, S_LENS + count, v.len() as f64);
+            if k >= 0.0 {
+                // The wrapper stores this text at the key's slot as it reads it.
+                put(scratch, cache_slot(k as u64), k);
+            }
+        }
+        count += 1;
+        Ok(())
+    });
+    if entries.is_some_and(|e| e.len() != count) {
+        bound.plan_ok.set(false);
+    }
+    put(scratch, S_COUNT, count as f64);
+    wrote.is_ok()
 }
 
 #[cfg(test)]
