@@ -39,9 +39,12 @@ erl.init({ windowMs: 60_000 });
 // The native call alone (what `check` costs before the JS decision object is built), as
 // `check` makes it for a route string it has seen: with the routed policy's index.
 const rawJson = JSON.stringify({ policies: config.policies, routes: [], default_policy: 'standard', capacity: 65_536 });
-const raw = native.bind(native.create(rawJson, 'open', undefined, null, undefined), 'x-ratelimit');
+const raw = native.hot(); // a hot function of its own, made as the wrapper makes its one
 const L = native.layout();
+// `binding` (its token) stays alive to the end: the index stays valid.
+const binding = native.bind(native.create(rawJson, 'open', undefined, null, undefined), 'x-ratelimit');
 const slots = new Float64Array(raw.scratch, 0, L.bytes / 8);
+slots[L.bound] = binding.index;
 slots[L.mode] = 0;
 slots[L.cost] = 1;
 slots[L.nowMs] = NaN;

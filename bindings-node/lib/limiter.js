@@ -7,6 +7,12 @@ const { getSystemErrorName } = require('node:util');
 const native = require('./native');
 
 const L = native.layout();
+// The hot function of this thread (one for every limiter object: a call site that always
+// calls the same API function stays on V8's fast path) and its scratch, where the inputs
+// go in and the figures and header text come out.
+const HOT = native.hot();
+const F64 = new Float64Array(HOT.scratch, 0, L.bytes / 8);
+const U8 = new Uint8Array(HOT.scratch);
 // Slots of the scratch, as constants (read once).
 const S_MODE = L.mode;
 const S_COST = L.cost;
@@ -24,11 +30,12 @@ const S_POLICY = L.policy;
 const S_TABLE_FULL = L.tableFull;
 const S_COUNT = L.count;
 const S_NAMES = L.names;
-const S_KEYS = L.keys;
+const S_SLOTS = L.slots;
 const S_LENS = L.lens;
 const S_ROUTED = L.routed;
+const S_CACHED = L.cached;
+const S_BOUND = L.bound;
 const BYTES = L.bytes;
-const CACHE_MASK = L.cacheSize - 1;
 const MAX_MS = 9007199254740991; // Number.MAX_SAFE_INTEGER: beyond it ms are not exact
 const OPTION_KEYS = new Set([
   'policies',
@@ -195,13 +202,16 @@ const INTERNAL = Symbol('aisoule.internal');
  */
 class Limiter {
   #handle;
-  #fn;
-  #f64;
-  #u8;
+  // Held, never read: collected with this object, it frees the native binding.
+  // eslint-disable-next-line no-unused-private-class-members
+  #token;
+  #index;
   #names;
   #policies;
   #policyIndex;
   #cacheText;
+  #planAllowed;
+  #planDenied;
   #routes;
   #info;
 
@@ -217,11 +227,15 @@ class Limiter {
       style = opts.headerStyle ?? 'x-ratelimit';
     }
     this.#handle = handle;
-    this.#fn = native.bind(handle, style);
-    this.#f64 = new Float64Array(this.#fn.scratch, 0, L.bytes / 8);
-    this.#u8 = new Uint8Array(this.#fn.scratch);
+    const b = native.bind(handle, style);
+    this.#token = b.token; // keeps the binding for as long as this object lives
+    this.#index = b.index;
     // Header names as the core writes them, interned as property keys once.
-    this.#names = this.#fn.names.map((n) => Object.keys({ [n]: 0 })[0]);
+    this.#names = b.names.map((n) => Object.keys({ [n]: 0 })[0]);
+    // The names of an allowed and of a denied decision's headers, in order, when every
+    // value is a figure's number (the addon's plan, learned from the core); else empty.
+    this.#planAllowed = (b.planAllowed ?? []).map((i) => this.#names[i]);
+    this.#planDenied = (b.planDenied ?? []).map((i) => this.#names[i]);
     this.#info = native.info(handle);
     this.#policies = this.#info.policies;
     this.#policyIndex = new Map(this.#policies.map((name, i) => [name, i]));
@@ -308,7 +322,7 @@ class Limiter {
   }
 
   #run(mode, key, route, options) {
-    const f = this.#f64;
+    const f = F64;
     let cost = 1;
     let nowMs = NaN;
     let policy = -1;
@@ -369,7 +383,8 @@ class Limiter {
     f[S_COST] = cost;
     f[S_NOW_MS] = nowMs;
     f[S_POLICY_IN] = policy;
-    const body = this.#fn(key, route);
+    f[S_BOUND] = this.#index;
+    const body = HOT(key, route);
     const code = f[S_CODE];
     if (code !== CODE_OK) this.#fail(code);
     if (!routed) this.#remember(route, f[S_ROUTED]);
@@ -390,6 +405,20 @@ class Limiter {
   // The headers object, its values the core's text (see #text). One store site per
   // position, so each sees one name and stays monomorphic.
   #headers(f) {
+    if (f[S_CACHED] === 1) {
+      // The plan's headers, every value's text in the cache: names and slots only.
+      const t = this.#cacheText;
+      const p = f[S_ALLOWED] === 1 ? this.#planAllowed : this.#planDenied;
+      const n = p.length;
+      const h = {};
+      if (n > 0) h[p[0]] = t[f[S_SLOTS]];
+      if (n > 1) h[p[1]] = t[f[S_SLOTS + 1]];
+      if (n > 2) h[p[2]] = t[f[S_SLOTS + 2]];
+      if (n > 3) h[p[3]] = t[f[S_SLOTS + 3]];
+      if (n > 4) h[p[4]] = t[f[S_SLOTS + 4]];
+      if (n > 5) h[p[5]] = t[f[S_SLOTS + 5]];
+      return h;
+    }
     const n = f[S_COUNT];
     const nm = this.#names;
     const h = {};
@@ -419,14 +448,14 @@ class Limiter {
   }
 
   // Header `i`'s value: from the text cache when the addon sent no bytes (length -1), else
-  // decoded from the bytes and, when it spells a number, kept at that number's slot (the
-  // addon has marked the slot as holding it).
+  // decoded from the bytes and, when it spells a number, kept at that number's cache slot
+  // (the addon has marked the slot as holding it).
   #text(f, i, at) {
     const len = f[S_LENS + i];
-    const k = f[S_KEYS + i];
-    if (len < 0) return this.#cacheText[k & CACHE_MASK];
+    const slot = f[S_SLOTS + i];
+    if (len < 0) return this.#cacheText[slot];
     const s = this.#decode(at, len);
-    if (k >= 0) this.#cacheText[k & CACHE_MASK] = s;
+    if (slot >= 0) this.#cacheText[slot] = s;
     return s;
   }
 
@@ -438,7 +467,7 @@ class Limiter {
 
   #decode(at, len) {
     // The core writes ASCII only (digits, policy names of printable ASCII, punctuation).
-    return String.fromCharCode.apply(null, this.#u8.subarray(at, at + len));
+    return String.fromCharCode.apply(null, U8.subarray(at, at + len));
   }
 
   #fail(code) {

@@ -10,11 +10,12 @@
 //!   429 body as a string when denied. One native call per request, no allocation (for
 //!   keys and paths under 512 bytes), no napi-rs borrow scope on the way.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void};
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -380,9 +381,9 @@ const S_TABLE_FULL: usize = 12;
 const S_COUNT: usize = 13;
 /// Per header `i`: the name's index in `bind`'s name list.
 const S_NAMES: usize = 14;
-/// Per header `i`: the value as a number when it is a canonical decimal of at most 15
-/// digits (its slot in the text cache is `key & (TEXT_CACHE - 1)`), else -1.
-const S_KEYS: usize = 20;
+/// Per header `i`: when the value is a canonical decimal of at most 15 digits, the slot of
+/// its number in the text cache (`number & (TEXT_CACHE - 1)`), else -1.
+const S_SLOTS: usize = 20;
 /// Per header `i`: the value's length in bytes (the bytes follow each other from `BYTES`),
 /// or -1 when the value is not in the bytes because the JS text cache holds it (at the
 /// slot of its key).
@@ -390,16 +391,21 @@ const S_LENS: usize = 26;
 /// Output: the policy index a route string resolved to (the core's routing), or -1 when
 /// the call named a policy. The wrapper remembers it per route string.
 const S_ROUTED: usize = 32;
+/// Output: 1 when the headers are the plan's (see [`Plan`]; names in the order of
+/// `plan.allowed` or `plan.denied` as `bind` gave them) and every value is in the text
+/// cache (only `S_SLOTS` is written), else 0 (read `S_COUNT`, `S_NAMES`, `S_LENS` too).
+const S_CACHED: usize = 33;
+/// Input: the index of the bound limiter object the call is for (see `bind`).
+const S_BOUND: usize = 34;
 const MAX_HEADERS: usize = 6;
 const F64_SLOTS: usize = 40;
 /// Where the header value bytes start.
 const BYTES: usize = F64_SLOTS * 8;
-/// Where the text cache's keys start (f64s, `TEXT_CACHE` of them), after the bytes.
-const CACHE_KEYS: usize = BYTES + 2048;
-/// Entries of the header value text cache (a power of two). The JS wrapper holds the text
-/// by slot; the addon holds, in the scratch, the number whose text each slot holds.
+const SCRATCH_LEN: usize = BYTES + 2048;
+/// Entries of a limiter object's header value text cache (a power of two). The JS wrapper
+/// holds the text by slot; the addon holds (in `Bound`) the number whose text each slot
+/// holds.
 const TEXT_CACHE: usize = 4096;
-const SCRATCH_LEN: usize = CACHE_KEYS + TEXT_CACHE * 8;
 
 const CODE_OK: u32 = 0;
 const CODE_INVALID_COST: u32 = 1;
@@ -442,16 +448,18 @@ pub struct Layout {
     pub count: u32,
     /// First slot of header name indexes.
     pub names: u32,
-    /// First slot of header value keys.
-    pub keys: u32,
+    /// First slot of header value cache slots.
+    pub slots: u32,
     /// First slot of header value lengths.
     pub lens: u32,
     /// Output slot: the policy index a route resolved to, or -1.
     pub routed: u32,
+    /// Output slot: 1 when the headers are the plan's and all cached.
+    pub cached: u32,
+    /// Input slot: the bound limiter object's index.
+    pub bound: u32,
     /// Byte offset of the header value bytes.
     pub bytes: u32,
-    /// Byte offset of the text cache's keys (f64).
-    pub cache_keys: u32,
     /// Entries of the text cache (a power of two).
     pub cache_size: u32,
     /// Result code: success.
@@ -489,11 +497,12 @@ pub fn layout() -> Layout {
         table_full: S_TABLE_FULL as u32,
         count: S_COUNT as u32,
         names: S_NAMES as u32,
-        keys: S_KEYS as u32,
+        slots: S_SLOTS as u32,
         lens: S_LENS as u32,
         routed: S_ROUTED as u32,
+        cached: S_CACHED as u32,
+        bound: S_BOUND as u32,
         bytes: BYTES as u32,
-        cache_keys: CACHE_KEYS as u32,
         cache_size: TEXT_CACHE as u32,
         code_ok: CODE_OK,
         code_invalid_cost: CODE_INVALID_COST,
@@ -620,7 +629,8 @@ fn header_plan(inner: &Inner, style: HeaderStyle, names: &[&'static str]) -> Opt
     (probe(true, b)? == allowed && probe(false, b)? == denied).then_some(Plan { allowed, denied })
 }
 
-/// The state of one bound check function: its limiter, header style and scratch.
+/// What the hot function needs of one JS limiter object: its limiter, header style, plan
+/// and the numbers whose text the object's text cache holds.
 struct Bound {
     inner: Arc<Inner>,
     style: HeaderStyle,
@@ -628,7 +638,137 @@ struct Bound {
     plan: Option<Plan>,
     /// Whether the plan still holds (cleared for good on the first difference).
     plan_ok: Cell<bool>,
-    /// The scratch `ArrayBuffer`'s memory (kept alive by the function's `scratch` property).
+    /// Per text cache slot, the number whose text the JS object holds there, or -1.
+    cache: Box<[Cell<f64>]>,
+}
+
+impl Bound {
+    /// The number whose text the cache holds at `slot`, or -1.
+    fn cached_at(&self, slot: usize) -> f64 {
+        self.cache[slot].get()
+    }
+
+    /// Marks `slot` as holding the text of `n` (the wrapper stores it as it reads it).
+    fn cache_at(&self, slot: usize, n: f64) {
+        self.cache[slot].set(n);
+    }
+
+    /// Forgets every cached number.
+    fn forget_cache(&self) {
+        for c in &self.cache {
+            c.set(-1.0);
+        }
+    }
+}
+
+thread_local! {
+    /// The bound limiter objects of this thread's JS environment, by the index the wrapper
+    /// writes in the scratch (`S_BOUND`); `None` once the object's token is collected. One
+    /// hot function per environment serves every limiter object: a call site that always
+    /// calls the same function stays on V8's fast path for API calls, where one function
+    /// per object would make it megamorphic as soon as a second limiter is used.
+    static BOUNDS: RefCell<Vec<Option<Rc<Bound>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The bound object at index `i` (a number the wrapper wrote), if there is one.
+fn bound_at(i: f64) -> Option<Rc<Bound>> {
+    if !(0.0..=f64::from(u32::MAX)).contains(&i) || !is_whole(i) {
+        return None;
+    }
+    BOUNDS
+        .try_with(|b| b.try_borrow().ok()?.get(i as usize)?.clone())
+        .ok()
+        .flatten()
+}
+
+/// Keeps a bound object's slot: the wrapper holds it (an `External`) for as long as the
+/// limiter object lives; when it is collected, the slot is freed (on the JS thread that
+/// owns it).
+pub struct BoundToken(usize);
+
+impl Drop for BoundToken {
+    fn drop(&mut self) {
+        let _ = BOUNDS.try_with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                if let Some(slot) = b.get_mut(self.0) {
+                    *slot = None;
+                }
+            }
+        });
+    }
+}
+
+/// A limiter object bound to the hot function: its index (written into the scratch before
+/// each call), the token that keeps it, the header names the core writes and the plan's
+/// names (indexes into `names`), when there is a plan.
+#[napi(object, object_from_js = false)]
+pub struct Binding {
+    /// The index to write into the scratch's bound slot.
+    pub index: u32,
+    /// Keeps the binding (hold it as long as the index is used).
+    pub token: External<BoundToken>,
+    /// Header names, as the core writes them.
+    pub names: Vec<String>,
+    /// An allowed decision's header names (indexes into `names`) when the plan holds.
+    pub plan_allowed: Option<Vec<u32>>,
+    /// A denied decision's header names (indexes into `names`) when the plan holds.
+    pub plan_denied: Option<Vec<u32>>,
+}
+
+/// Binds a limiter to this thread's hot function with header style `style`.
+#[napi(catch_unwind)]
+pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<Binding> {
+    let Some(style) = style_of(&style) else {
+        return Err(throw(
+            &env,
+            true,
+            "ERR_RATELIMIT_OPTION",
+            "headerStyle must be \"x-ratelimit\", \"ietf\" or \"both\"",
+        ));
+    };
+    let inner: &Arc<Inner> = handle;
+    let names = header_names(inner, style);
+    let plan = header_plan(inner, style, &names);
+    let plan_names = |e: &Vec<(u8, Figure)>| e.iter().map(|&(i, _)| u32::from(i)).collect();
+    let binding = Binding {
+        index: 0,
+        token: External::new(BoundToken(usize::MAX)),
+        names: names.iter().map(|n| (*n).to_owned()).collect(),
+        plan_allowed: plan.as_ref().map(|p| plan_names(&p.allowed)),
+        plan_denied: plan.as_ref().map(|p| plan_names(&p.denied)),
+    };
+    let bound = Rc::new(Bound {
+        inner: Arc::clone(inner),
+        style,
+        names,
+        plan_ok: Cell::new(plan.is_some()),
+        plan,
+        cache: (0..TEXT_CACHE).map(|_| Cell::new(-1.0)).collect(),
+    });
+    let index = BOUNDS.with(|b| {
+        let mut b = b.borrow_mut();
+        match b.iter().position(Option::is_none) {
+            Some(i) => {
+                b[i] = Some(bound);
+                i
+            }
+            None => {
+                b.push(Some(bound));
+                b.len() - 1
+            }
+        }
+    });
+    let index32 = u32::try_from(index).map_err(|_| Error::from_reason("too many limiter objects"))?;
+    Ok(Binding {
+        index: index32,
+        token: External::new(BoundToken(index)),
+        ..binding
+    })
+}
+
+/// The hot function's state: its scratch (an `ArrayBuffer` kept alive by the function's
+/// `scratch` property).
+struct Hot {
     scratch: *mut u8,
 }
 
@@ -661,27 +801,17 @@ fn check_status(status: sys::napi_status) -> Result<()> {
     }
 }
 
-unsafe extern "C" fn finalize_bound(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-    // SAFETY: `data` is the `Box<Bound>` leaked by `bind` for this function only; the
+unsafe extern "C" fn finalize_hot(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // SAFETY: `data` is the `Box<Hot>` leaked by `hot` for this function only; the
     // finalizer runs once, after the function can no longer be called.
-    drop(unsafe { Box::from_raw(data.cast::<Bound>()) });
+    drop(unsafe { Box::from_raw(data.cast::<Hot>()) });
 }
 
-/// Makes the hot `check(key, route)` function of one JS limiter object, with its scratch
-/// `ArrayBuffer` as the function's `scratch` property, and returns it with the header names
-/// as its `names` property (an array of strings).
+/// Makes the hot `check(key, route)` function (one per JS environment: the wrapper calls
+/// it once, when loaded) with its scratch `ArrayBuffer` as the function's `scratch`
+/// property. Which limiter a call is for is the bound index in the scratch.
 #[napi(catch_unwind)]
-pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<RawValue> {
-    let Some(style) = style_of(&style) else {
-        return Err(throw(
-            &env,
-            true,
-            "ERR_RATELIMIT_OPTION",
-            "headerStyle must be \"x-ratelimit\", \"ietf\" or \"both\"",
-        ));
-    };
-    let inner: &Arc<Inner> = handle;
-    let names = header_names(inner, style);
+pub fn hot(env: Env) -> Result<RawValue> {
     let raw_env = env.raw();
     let mut data: *mut c_void = ptr::null_mut();
     let mut scratch = ptr::null_mut();
@@ -690,58 +820,29 @@ pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<Ra
     if data.is_null() || !(data as usize).is_multiple_of(std::mem::align_of::<f64>()) {
         return Err(Error::new(Status::GenericFailure, "misaligned scratch buffer"));
     }
-    let mut js_names = ptr::null_mut();
-    // SAFETY: as above.
-    check_status(unsafe { sys::napi_create_array_with_length(raw_env, names.len(), &mut js_names) })?;
-    for (i, name) in names.iter().enumerate() {
-        let mut s = ptr::null_mut();
-        // SAFETY: `name` is valid UTF-8 of the given length.
-        check_status(unsafe {
-            sys::napi_create_string_utf8(
-                raw_env,
-                name.as_ptr().cast::<c_char>(),
-                name.len() as isize,
-                &mut s,
-            )
-        })?;
-        // SAFETY: `js_names` is an array made above.
-        check_status(unsafe { sys::napi_set_element(raw_env, js_names, i as u32, s) })?;
-    }
-    // SAFETY: `napi_create_arraybuffer` gave SCRATCH_LEN writable bytes at `data`, which
-    // nothing else references yet.
-    let bytes = unsafe { std::slice::from_raw_parts_mut(data.cast::<u8>(), SCRATCH_LEN) };
-    for slot in 0..TEXT_CACHE {
-        put(bytes, CACHE_KEYS / 8 + slot, -1.0); // no number's text is cached yet
-    }
-    let plan = header_plan(inner, style, &names);
-    let bound = Box::into_raw(Box::new(Bound {
-        inner: Arc::clone(inner),
-        style,
-        names,
-        plan_ok: Cell::new(plan.is_some()),
-        plan,
+    let state = Box::into_raw(Box::new(Hot {
         scratch: data.cast::<u8>(),
     }));
     let mut func = ptr::null_mut();
-    // SAFETY: the name is a valid UTF-8 literal; `bound` lives until the finalizer below.
+    // SAFETY: the name is a valid UTF-8 literal; `state` lives until the finalizer below.
     let made = unsafe {
         sys::napi_create_function(
             raw_env,
             c"check".as_ptr(),
             5,
             Some(check_callback),
-            bound.cast::<c_void>(),
+            state.cast::<c_void>(),
             &mut func,
         )
     };
     let finalized = if made == sys::Status::napi_ok {
-        // SAFETY: `func` was just made; the finalizer frees `bound` exactly once.
+        // SAFETY: `func` was just made; the finalizer frees `state` exactly once.
         unsafe {
             sys::napi_add_finalizer(
                 raw_env,
                 func,
-                bound.cast::<c_void>(),
-                Some(finalize_bound),
+                state.cast::<c_void>(),
+                Some(finalize_hot),
                 ptr::null_mut(),
                 ptr::null_mut(),
             )
@@ -750,14 +851,12 @@ pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<Ra
         made
     };
     if finalized != sys::Status::napi_ok {
-        // SAFETY: no finalizer owns `bound`: free it here, once.
-        drop(unsafe { Box::from_raw(bound) });
+        // SAFETY: no finalizer owns `state`: free it here, once.
+        drop(unsafe { Box::from_raw(state) });
         return check_status(finalized).map(|()| RawValue(ptr::null_mut()));
     }
-    // SAFETY: `func` is a live function object; the property names are C literals.
+    // SAFETY: `func` is a live function object; the property name is a C literal.
     check_status(unsafe { sys::napi_set_named_property(raw_env, func, c"scratch".as_ptr(), scratch) })?;
-    // SAFETY: as above.
-    check_status(unsafe { sys::napi_set_named_property(raw_env, func, c"names".as_ptr(), js_names) })?;
     Ok(RawValue(func))
 }
 
@@ -955,19 +1054,23 @@ unsafe extern "C" fn check_callback(env: sys::napi_env, info: sys::napi_callback
     if st != sys::Status::napi_ok || data.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: `data` is the `Bound` given to `napi_create_function`, alive until the
+    // SAFETY: `data` is the `Hot` given to `napi_create_function`, alive until the
     // function's finalizer, which cannot run during a call of it.
-    let bound = unsafe { &*data.cast::<Bound>() };
-    // SAFETY: the scratch holds SCRATCH_LEN bytes, 8-aligned (checked in `bind`), owned by
+    let hot = unsafe { &*data.cast::<Hot>() };
+    // SAFETY: the scratch holds SCRATCH_LEN bytes, 8-aligned (checked in `hot`), owned by
     // the function's `scratch` property; only this thread's JS touches it, never during
     // this call.
-    let scratch = unsafe { std::slice::from_raw_parts_mut(bound.scratch, SCRATCH_LEN) };
+    let scratch = unsafe { std::slice::from_raw_parts_mut(hot.scratch, SCRATCH_LEN) };
+    let Some(bound) = bound_at(get(scratch, S_BOUND)) else {
+        put(scratch, S_CODE, f64::from(CODE_INTERNAL));
+        return ptr::null_mut();
+    };
     let out = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: argv holds this callback's arguments (undefined when not passed).
-        unsafe { decide(env, bound, scratch, argv[0], argv[1]) }
+        unsafe { decide(env, &bound, scratch, argv[0], argv[1]) }
     }));
     // SAFETY: as above; the closure's borrow has ended (returned or unwound).
-    let scratch = unsafe { std::slice::from_raw_parts_mut(bound.scratch, SCRATCH_LEN) };
+    let scratch = unsafe { std::slice::from_raw_parts_mut(hot.scratch, SCRATCH_LEN) };
     let v = out.unwrap_or_else(|_| {
         put(scratch, S_CODE, f64::from(CODE_INTERNAL));
         ptr::null_mut()
@@ -975,9 +1078,7 @@ unsafe extern "C" fn check_callback(env: sys::napi_env, info: sys::napi_callback
     if get(scratch, S_CODE) == f64::from(CODE_INTERNAL) {
         // The wrapper throws without reading the header text, so it stores none: forget
         // every cached number, as some may have been marked for text it never got.
-        for slot in 0..TEXT_CACHE {
-            put(scratch, CACHE_KEYS / 8 + slot, -1.0);
-        }
+        bound.forget_cache();
     }
     v
 }
@@ -1094,9 +1195,9 @@ unsafe fn decide(
 /// The largest number a cache key holds (15 digits: exact as an f64).
 const MAX_KEY: u64 = 999_999_999_999_999;
 
-/// The f64 slot of text cache entry `n`'s key.
+/// The text cache slot of number `n`.
 fn cache_slot(n: u64) -> usize {
-    CACHE_KEYS / 8 + (n as usize & (TEXT_CACHE - 1))
+    n as usize & (TEXT_CACHE - 1)
 }
 
 /// The headers of `d` when the plan holds and the text of every value is in the JS text
@@ -1107,16 +1208,15 @@ fn cached_headers(bound: &Bound, d: &Decision, scratch: &mut [u8]) -> bool {
         return false;
     };
     let entries = if d.allowed { &plan.allowed } else { &plan.denied };
-    for (i, &(name, f)) in entries.iter().enumerate() {
+    for (i, &(_, f)) in entries.iter().enumerate() {
         let n = figure(d, f);
-        if n > MAX_KEY || get(scratch, cache_slot(n)) != n as f64 {
+        let slot = cache_slot(n);
+        if n > MAX_KEY || bound.cached_at(slot) != n as f64 {
             return false;
         }
-        put(scratch, S_NAMES + i, f64::from(name));
-        put(scratch, S_KEYS + i, n as f64);
-        put(scratch, S_LENS + i, -1.0);
+        put(scratch, S_SLOTS + i, slot as f64);
     }
-    put(scratch, S_COUNT, entries.len() as f64);
+    put(scratch, S_CACHED, 1.0);
     true
 }
 
@@ -1135,7 +1235,7 @@ fn formatted_headers(bound: &Bound, d: &Decision, scratch: &mut [u8]) -> bool {
         let Some(idx) = bound.names.iter().position(|n| ptr::eq(*n, name) || *n == name) else {
             return Err(());
         };
-        if count == MAX_HEADERS || at + v.len() > CACHE_KEYS {
+        if count == MAX_HEADERS || at + v.len() > SCRATCH_LEN {
             return Err(());
         }
         let k = decimal_key(v);
@@ -1147,17 +1247,25 @@ fn formatted_headers(bound: &Bound, d: &Decision, scratch: &mut [u8]) -> bool {
                 bound.plan_ok.set(false);
             }
         }
+        let slot = if k >= 0.0 {
+            cache_slot(k as u64)
+        } else {
+            usize::MAX
+        };
         put(scratch, S_NAMES + count, idx as f64);
-        put(scratch, S_KEYS + count, k);
-        if k >= 0.0 && get(scratch, cache_slot(k as u64)) == k {
+        put(
+            scratch,
+            S_SLOTS + count,
+            if k >= 0.0 { slot as f64 } else { -1.0 },
+        );
+        if k >= 0.0 && bound.cached_at(slot) == k {
             put(scratch, S_LENS + count, -1.0);
         } else {
             scratch[at..at + v.len()].copy_from_slice(v);
             at += v.len();
             put(scratch, S_LENS + count, v.len() as f64);
             if k >= 0.0 {
-                // The wrapper stores this text at the key's slot as it reads it.
-                put(scratch, cache_slot(k as u64), k);
+                bound.cache_at(slot, k);
             }
         }
         count += 1;
@@ -1167,6 +1275,7 @@ fn formatted_headers(bound: &Bound, d: &Decision, scratch: &mut [u8]) -> bool {
         bound.plan_ok.set(false);
     }
     put(scratch, S_COUNT, count as f64);
+    put(scratch, S_CACHED, 0.0);
     wrote.is_ok()
 }
 
@@ -1227,17 +1336,21 @@ mod tests {
         assert_eq!(seed_from_bytes(&b), Seed([1, 2]));
     }
 
-    #[test]
-    fn header_names_are_the_cores_in_order() {
+    fn documented() -> Inner {
         let parsed = parse_config("{}").expect("the documented config");
-        let inner = Inner {
+        Inner {
             limiter: Limiter::new(parsed.config, Table::owned(16), Seed([1, 2])),
             ids: Vec::new(),
             capacity: 16,
             seed: Seed([1, 2]),
             config_json: "{}".into(),
             segment: None,
-        };
+        }
+    }
+
+    #[test]
+    fn header_names_are_the_cores_in_order() {
+        let inner = documented();
         assert_eq!(
             header_names(&inner, HeaderStyle::XRateLimit),
             [
@@ -1248,5 +1361,34 @@ mod tests {
             ]
         );
         assert_eq!(header_names(&inner, HeaderStyle::Both).len(), MAX_HEADERS);
+    }
+
+    #[test]
+    fn only_styles_of_plain_figures_have_a_plan() {
+        let inner = documented();
+        let names = header_names(&inner, HeaderStyle::XRateLimit);
+        let plan = header_plan(&inner, HeaderStyle::XRateLimit, &names).expect("a plan");
+        use Figure::{Limit, Remaining, Reset, RetryAfter};
+        assert_eq!(plan.allowed, [(0, Limit), (1, Remaining), (2, Reset)]);
+        assert_eq!(
+            plan.denied,
+            [(0, Limit), (1, Remaining), (2, Reset), (3, RetryAfter)]
+        );
+        for style in [HeaderStyle::Ietf, HeaderStyle::Both] {
+            assert_eq!(header_plan(&inner, style, &header_names(&inner, style)), None);
+        }
+    }
+
+    #[test]
+    fn whole_numbers() {
+        for (v, whole) in [
+            (0.0, true),
+            (1.0, true),
+            (MAX_SAFE, true),
+            (1.5, false),
+            (0.25, false),
+        ] {
+            assert_eq!(is_whole(v), whole, "{v}");
+        }
     }
 }
