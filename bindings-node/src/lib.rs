@@ -397,6 +397,12 @@ const S_ROUTED: usize = 32;
 const S_CACHED: usize = 33;
 /// Input: the index of the bound limiter object the call is for (see `bind`).
 const S_BOUND: usize = 34;
+/// Output: when denied, the body cache slot of the decision's 429 body (the call returns
+/// the body as a string when the slot did not hold it: the wrapper keeps it there), else
+/// -1.
+const S_BODY: usize = 35;
+/// Entries of a limiter object's 429 body cache (a power of two), by `Retry-After`.
+const BODY_CACHE: usize = 64;
 const MAX_HEADERS: usize = 6;
 const F64_SLOTS: usize = 40;
 /// Where the header value bytes start.
@@ -458,6 +464,10 @@ pub struct Layout {
     pub cached: u32,
     /// Input slot: the bound limiter object's index.
     pub bound: u32,
+    /// Output slot: the body cache slot when denied, else -1.
+    pub body: u32,
+    /// Entries of the body cache.
+    pub body_cache: u32,
     /// Byte offset of the header value bytes.
     pub bytes: u32,
     /// Entries of the text cache (a power of two).
@@ -502,6 +512,8 @@ pub fn layout() -> Layout {
         routed: S_ROUTED as u32,
         cached: S_CACHED as u32,
         bound: S_BOUND as u32,
+        body: S_BODY as u32,
+        body_cache: BODY_CACHE as u32,
         bytes: BYTES as u32,
         cache_size: TEXT_CACHE as u32,
         code_ok: CODE_OK,
@@ -629,6 +641,45 @@ fn header_plan(inner: &Inner, style: HeaderStyle, names: &[&'static str]) -> Opt
     (probe(true, b)? == allowed && probe(false, b)? == denied).then_some(Plan { allowed, denied })
 }
 
+/// Whether the core's 429 body depends on `Retry-After` alone: denied decisions that differ
+/// in every other figure, policy and flag, with the same `Retry-After`, get the same body
+/// (probed for two values).
+fn body_by_retry(inner: &Inner) -> bool {
+    let config = inner.limiter.config();
+    let body = |d: &Decision| {
+        let mut buf = [0u8; 256];
+        aisoule_ratelimit::write_to_slice(&mut buf, |w| d.write_body(w))
+            .ok()
+            .map(|len| buf[..len].to_vec())
+    };
+    [1, 3_601].iter().all(|&retry| {
+        let mut seen = None;
+        (0..config.policies().len()).all(|i| {
+            let Some(policy) = config.policy_id_at(i) else {
+                return false;
+            };
+            [(1, 0, 1_780_423_179, false), (500, 7, 99, true)].iter().all(
+                |&(limit, remaining, reset, full)| {
+                    let d = Decision {
+                        allowed: false,
+                        limit,
+                        remaining,
+                        reset,
+                        reset_after_ns: reset * 3,
+                        retry_after_seconds: retry,
+                        retry_after_ns: retry * 999_999_999,
+                        policy,
+                        binding_rule: 0,
+                        table_full: full,
+                    };
+                    let b = body(&d);
+                    b.is_some() && *seen.get_or_insert_with(|| b.clone()) == b
+                },
+            )
+        })
+    })
+}
+
 /// What the hot function needs of one JS limiter object: its limiter, header style, plan
 /// and the numbers whose text the object's text cache holds.
 struct Bound {
@@ -640,6 +691,11 @@ struct Bound {
     plan_ok: Cell<bool>,
     /// Per text cache slot, the number whose text the JS object holds there, or -1.
     cache: Box<[Cell<f64>]>,
+    /// Whether the core's 429 body is a function of `Retry-After` alone (learned from the
+    /// core, see [`body_by_retry`]), so a body can be reused by that number.
+    body_by_retry: bool,
+    /// Per body cache slot, the `Retry-After` whose body the JS object holds there, or -1.
+    bodies: Box<[Cell<f64>]>,
 }
 
 impl Bound {
@@ -653,9 +709,9 @@ impl Bound {
         self.cache[slot].set(n);
     }
 
-    /// Forgets every cached number.
+    /// Forgets every cached number and body.
     fn forget_cache(&self) {
-        for c in &self.cache {
+        for c in self.cache.iter().chain(self.bodies.iter()) {
             c.set(-1.0);
         }
     }
@@ -672,11 +728,12 @@ thread_local! {
 
 /// The bound object at index `i` (a number the wrapper wrote), if there is one.
 fn bound_at(i: f64) -> Option<Rc<Bound>> {
-    if !(0.0..=f64::from(u32::MAX)).contains(&i) || !is_whole(i) {
+    let u = i as u32; // NaN, negative and fractional numbers do not round-trip
+    if f64::from(u) != i {
         return None;
     }
     BOUNDS
-        .try_with(|b| b.try_borrow().ok()?.get(i as usize)?.clone())
+        .try_with(|b| b.try_borrow().ok()?.get(u as usize)?.clone())
         .ok()
         .flatten()
 }
@@ -744,6 +801,8 @@ pub fn bind(env: Env, handle: &External<Arc<Inner>>, style: String) -> Result<Bi
         plan_ok: Cell::new(plan.is_some()),
         plan,
         cache: (0..TEXT_CACHE).map(|_| Cell::new(-1.0)).collect(),
+        body_by_retry: body_by_retry(inner),
+        bodies: (0..BODY_CACHE).map(|_| Cell::new(-1.0)).collect(),
     });
     let index = BOUNDS.with(|b| {
         let mut b = b.borrow_mut();
@@ -1001,11 +1060,17 @@ fn now() -> Now {
 /// `Number.MAX_SAFE_INTEGER`: the largest whole number a JS number holds exactly.
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
-/// Whether `v` (from 0 to 2^53) is a whole number: a round trip through `u64`, which
-/// compiles to two instructions where `f64::fract` calls libm's `trunc` (no SSE4.1 in the
-/// baseline target).
+/// Whether `v` (from 0 to 2^53) is a whole number: a round trip through `i64`, two
+/// instructions (`f64::fract` calls libm's `trunc`: no SSE4.1 in the baseline target; a
+/// round trip through `u64` takes a dozen).
 fn is_whole(v: f64) -> bool {
-    v as u64 as f64 == v
+    v as i64 as f64 == v
+}
+
+/// A figure as a JS number: exact below 2^53, which every figure is (limits to 10^9,
+/// epoch seconds). Through `i64`, one instruction where `u64` takes several.
+fn num(v: u64) -> f64 {
+    v.min(i64::MAX as u64) as i64 as f64
 }
 
 /// `ms` (finite, >= 0) as nanoseconds, exact for whole milliseconds.
@@ -1121,8 +1186,9 @@ unsafe fn decide(
         return fail(scratch, CODE_BAD_KEY);
     };
     let id = if policy_in >= 0.0 {
-        match inner.ids.get(policy_in as usize) {
-            Some(&id) if is_whole(policy_in) => id,
+        let p = policy_in as u32;
+        match inner.ids.get(p as usize) {
+            Some(&id) if f64::from(p) == policy_in => id,
             _ => return fail(scratch, CODE_UNKNOWN_POLICY),
         }
     } else {
@@ -1165,10 +1231,10 @@ unsafe fn decide(
     };
     put(scratch, S_ALLOWED, if d.allowed { 1.0 } else { 0.0 });
     put(scratch, S_STATUS, f64::from(d.status()));
-    put(scratch, S_LIMIT, d.limit as f64);
-    put(scratch, S_REMAINING, d.remaining as f64);
-    put(scratch, S_RESET, d.reset as f64);
-    put(scratch, S_RETRY_AFTER, d.retry_after_seconds as f64);
+    put(scratch, S_LIMIT, num(d.limit));
+    put(scratch, S_REMAINING, num(d.remaining));
+    put(scratch, S_RESET, num(d.reset));
+    put(scratch, S_RETRY_AFTER, num(d.retry_after_seconds));
     put(scratch, S_POLICY, d.policy.index() as f64);
     put(scratch, S_TABLE_FULL, if d.table_full { 1.0 } else { 0.0 });
     if !(cached_headers(bound, &d, scratch) || formatted_headers(bound, &d, scratch)) {
@@ -1176,7 +1242,14 @@ unsafe fn decide(
     }
     put(scratch, S_CODE, f64::from(CODE_OK));
     if d.allowed {
+        put(scratch, S_BODY, -1.0);
         return ptr::null_mut();
+    }
+    let retry = num(d.retry_after_seconds);
+    let slot = d.retry_after_seconds as usize & (BODY_CACHE - 1);
+    put(scratch, S_BODY, slot as f64);
+    if bound.body_by_retry && bound.bodies[slot].get() == retry {
+        return ptr::null_mut(); // the wrapper holds this body at `slot`
     }
     let mut body = [0u8; 256];
     let Ok(len) = aisoule_ratelimit::write_to_slice(&mut body, |w| d.write_body(w)) else {
@@ -1189,6 +1262,7 @@ unsafe fn decide(
     if st != sys::Status::napi_ok {
         return fail(scratch, CODE_INTERNAL);
     }
+    bound.bodies[slot].set(if bound.body_by_retry { retry } else { -1.0 });
     s
 }
 
@@ -1211,7 +1285,7 @@ fn cached_headers(bound: &Bound, d: &Decision, scratch: &mut [u8]) -> bool {
     for (i, &(_, f)) in entries.iter().enumerate() {
         let n = figure(d, f);
         let slot = cache_slot(n);
-        if n > MAX_KEY || bound.cached_at(slot) != n as f64 {
+        if n > MAX_KEY || bound.cached_at(slot) != num(n) {
             return false;
         }
         put(scratch, S_SLOTS + i, slot as f64);
@@ -1377,6 +1451,11 @@ mod tests {
         for style in [HeaderStyle::Ietf, HeaderStyle::Both] {
             assert_eq!(header_plan(&inner, style, &header_names(&inner, style)), None);
         }
+    }
+
+    #[test]
+    fn the_cores_body_depends_on_retry_after_alone() {
+        assert!(body_by_retry(&documented()));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 // The hot path's shortcuts give what the plain path gives: header text reused from the
-// text cache (colliding slots, denials, a header style that is always formatted), route
-// strings remembered with their policy (more of them than the cache keeps, long ones),
-// and one hot function serving many limiter objects (interleaved, collected, replaced).
+// text cache (colliding slots, denials, a header style that is always formatted), 429
+// bodies reused by Retry-After (colliding slots), route strings remembered with their
+// policy (more of them than are kept, long ones), and one hot function serving many
+// limiter objects (interleaved, collected, replaced).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import v8 from 'node:v8';
@@ -11,6 +12,8 @@ import { Limiter } from '@aisoule/ratelimit';
 const T0 = 1780423178274; // ms, both clocks
 const SEED = new Uint8Array(16).fill(7);
 
+const BODY = (s) =>
+  `{"success":false,"error":{"code":"rate_limit_exceeded","message":"Too many requests. Please wait before retrying.","retry_after_seconds":${s}}}`;
 const X_NAMES = ['X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'];
 
 // The X-RateLimit-* subset of a `both` decision (formatted by the core on every call: its
@@ -86,6 +89,34 @@ test('denials from the cache: Retry-After last, the same text as formatted, the 
     }
   }
   assert.ok(denials > 10 && denials < 40, `${denials} denials`);
+});
+
+test('reused 429 bodies: the body of each denial is its own Retry-After, across colliding slots', () => {
+  // Two keys denied 64 s apart (the body cache has 64 slots, by Retry-After): every
+  // check of one replaces the slot the other used.
+  const l = new Limiter({
+    policies: { hour: [{ algorithm: 'gcra', limit: 1, period_ms: 3_600_000, burst: 1 }] },
+    routes: [],
+    defaultPolicy: 'hour',
+  });
+  assert.equal(l.check('a', '/', { nowMs: T0 }).allowed, true);
+  assert.equal(l.check('b', '/', { nowMs: T0 + 64_000 }).allowed, true);
+  let last = 0;
+  for (let i = 0; i < 200; i++) {
+    const nowMs = T0 + 64_000 + i * 1_500;
+    for (const key of ['a', 'b', 'a']) {
+      const d = l.check(key, '/', { nowMs });
+      assert.equal(d.allowed, false);
+      assert.equal(d.body, BODY(d.retryAfter), `${key} at ${i}`);
+      assert.equal(d.headers['Retry-After'], String(d.retryAfter));
+      if (key === 'b') assert.equal(d.retryAfter - last, 64);
+      last = d.retryAfter;
+    }
+  }
+  // An allowed decision after denials has no body.
+  const fresh = l.check('c', '/', { nowMs: T0 });
+  assert.equal(fresh.allowed, true);
+  assert.equal(fresh.body, null);
 });
 
 test('remembered routes: the core routes every string, more of them than are kept', () => {
