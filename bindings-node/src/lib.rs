@@ -1224,7 +1224,9 @@ unsafe fn decide(
     } else {
         inner.limiter.check(key, Target::Policy(id), cost as u64, now)
     };
-    let d = match decided {
+    // By reference: the fields are read where `check` wrote them (moving the whole
+    // decision out reads it with wider loads than its stores, which stalls).
+    let d = match &decided {
         Ok(d) => d,
         Err(CheckError::InvalidCost) => return fail(scratch, CODE_INVALID_COST),
         Err(_) => return fail(scratch, CODE_UNKNOWN_POLICY),
@@ -1237,7 +1239,7 @@ unsafe fn decide(
     put(scratch, S_RETRY_AFTER, num(d.retry_after_seconds));
     put(scratch, S_POLICY, d.policy.index() as f64);
     put(scratch, S_TABLE_FULL, if d.table_full { 1.0 } else { 0.0 });
-    if !(cached_headers(bound, &d, scratch) || formatted_headers(bound, &d, scratch)) {
+    if !(cached_headers(bound, d, scratch) || formatted_headers(bound, d, scratch)) {
         return fail(scratch, CODE_INTERNAL);
     }
     put(scratch, S_CODE, f64::from(CODE_OK));
