@@ -22,6 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 use aisoule_ratelimit::{Decision as CoreDecision, BODY_CONTENT_TYPE};
+use pyo3::exceptions::PyMemoryError;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
@@ -86,7 +87,7 @@ pub(crate) fn new_decision<'py>(
     unsafe {
         let obj = ffi::PyObject_Malloc(size_of::<DecisionObject>()).cast::<DecisionObject>();
         if obj.is_null() {
-            return Err(PyErr::fetch(py));
+            return Err(PyMemoryError::new_err("no memory for a Decision"));
         }
         ffi::PyObject_Init(obj.cast(), ty);
         ptr::addr_of_mut!((*obj).allowed).write(allowed.into_ptr());

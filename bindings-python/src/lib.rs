@@ -8,6 +8,7 @@
 //! the core's lock-free cells; every class is `frozen` (no `&mut self`), so instances
 //! are shared between threads without locks.
 
+mod call;
 mod decision;
 mod error;
 
@@ -222,7 +223,8 @@ impl Limiter {
         })
     }
 
-    /// Resolves the target and cost, reads the clocks, and asks the core.
+    /// `check` and `peek` (see `call`): resolves the target and cost, reads the clocks,
+    /// and asks the core.
     #[allow(clippy::too_many_arguments, reason = "the Python signature of check/peek")]
     fn decide<'py>(
         slf: &Bound<'py, Self>,
@@ -474,34 +476,6 @@ impl Limiter {
         )
     }
 
-    /// Decides a request and records it when admitted.
-    #[pyo3(signature = (key, route=None, *, policy=None, cost=None, now_ns=None))]
-    #[pyo3(text_signature = "(self, key, route=None, *, policy=None, cost=1, now_ns=None)")]
-    fn check<'py>(
-        slf: &Bound<'py, Self>,
-        key: &Bound<'_, PyAny>,
-        route: Option<&Bound<'_, PyAny>>,
-        policy: Option<&Bound<'_, PyAny>>,
-        cost: Option<&Bound<'_, PyAny>>,
-        now_ns: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        Limiter::decide(slf, key, route, policy, cost, now_ns, false)
-    }
-
-    /// Decides a request without recording anything.
-    #[pyo3(signature = (key, route=None, *, policy=None, cost=None, now_ns=None))]
-    #[pyo3(text_signature = "(self, key, route=None, *, policy=None, cost=1, now_ns=None)")]
-    fn peek<'py>(
-        slf: &Bound<'py, Self>,
-        key: &Bound<'_, PyAny>,
-        route: Option<&Bound<'_, PyAny>>,
-        policy: Option<&Bound<'_, PyAny>>,
-        cost: Option<&Bound<'_, PyAny>>,
-        now_ns: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        Limiter::decide(slf, key, route, policy, cost, now_ns, true)
-    }
-
     /// The policy a request path maps to.
     fn route_policy(&self, py: Python<'_>, route: &Bound<'_, PyAny>) -> PyResult<Py<PyString>> {
         let id = self.core.config().route(expect_str(route, "route")?);
@@ -628,6 +602,7 @@ fn name_lower<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyBytes> {
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Limiter>()?;
+    call::add_methods(&m.py().get_type::<Limiter>())?;
     m.add("Decision", decision_type(m.py())?)?;
     m.add("BODY_CONTENT_TYPE", BODY_CONTENT_TYPE)?;
     m.add("DEFAULT_CAPACITY", DEFAULT_CAPACITY)?;
