@@ -96,17 +96,37 @@ unsafe fn call(
             peek,
         )
     }));
+    finish(result, "Limiter.", name)
+}
+
+/// A raw slot's result as CPython wants it: a new reference, or null with the
+/// exception set (a panic becomes a `PanicException`). `what` names the slot.
+///
+/// The raw slots (these methods, `Decision`'s getters) run without pyo3's attach guard:
+/// skipping it is part of their speed. pyo3 defers the release of a `Py` dropped outside
+/// a guard to a pool that only its guards empty; the slots' success paths drop no `Py`
+/// (only `Bound`s, released at once), but restoring an error does, and a failed
+/// conversion may have dropped some before it. So errors are restored under
+/// `Python::attach`, which empties the pool: nothing is left behind.
+pub(crate) fn finish(
+    result: std::thread::Result<PyResult<Bound<'_, PyAny>>>,
+    prefix: &str,
+    what: &str,
+) -> *mut ffi::PyObject {
     match result {
-        Ok(Ok(d)) => d.into_ptr(),
-        Ok(Err(e)) => {
-            e.restore(py);
-            ptr::null_mut()
-        }
-        Err(_) => {
-            PanicException::new_err(format!("panic in Limiter.{name}()")).restore(py);
-            ptr::null_mut()
-        }
+        Ok(Ok(v)) => v.into_ptr(),
+        Ok(Err(e)) => raise(e),
+        Err(_) => raise(PanicException::new_err(format!("panic in {prefix}{what}"))),
     }
+}
+
+/// Sets `e` as the current exception; returns null.
+#[cold]
+fn raise(e: PyErr) -> *mut ffi::PyObject {
+    // The thread is attached (we are in a call from CPython): `attach` only registers it
+    // with pyo3 (PyGILState_Ensure of a thread holding the GIL) and empties the pool.
+    Python::attach(|py| e.restore(py));
+    ptr::null_mut()
 }
 
 /// `Limiter.check`.

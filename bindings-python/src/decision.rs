@@ -24,11 +24,11 @@ use std::ptr;
 use aisoule_ratelimit::{Decision as CoreDecision, BODY_CONTENT_TYPE};
 use pyo3::exceptions::PyMemoryError;
 use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
 
+use crate::call::finish;
 use crate::{name_lower, name_str, Limiter};
 
 /// The object's layout: the Python header, the eager slots, then the core's decision.
@@ -139,13 +139,15 @@ unsafe fn parts<'a, 'py>(
 }
 
 /// Runs a slot's body: the attached token, errors raised as Python exceptions, a panic
-/// turned into a `PanicException` rather than unwinding into CPython.
+/// turned into a `PanicException` rather than unwinding into CPython (see
+/// [`finish`]).
 ///
 /// # Safety
 /// Called only from a slot of this type, which CPython calls with an attached thread
 /// and a live `DecisionObject` as `obj`.
 unsafe fn slot(
     obj: *mut ffi::PyObject,
+    what: &str,
     f: impl for<'py> FnOnce(Python<'py>, &CoreDecision, &Bound<'py, Limiter>) -> PyResult<Bound<'py, PyAny>>,
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls the type's slots with an attached thread.
@@ -155,17 +157,7 @@ unsafe fn slot(
         let (d, limiter) = unsafe { parts(py, obj) };
         f(py, d, &limiter)
     }));
-    match result {
-        Ok(Ok(v)) => v.into_ptr(),
-        Ok(Err(e)) => {
-            e.restore(py);
-            ptr::null_mut()
-        }
-        Err(_) => {
-            PanicException::new_err("panic in aisoule_ratelimit._native.Decision").restore(py);
-            ptr::null_mut()
-        }
-    }
+    finish(result, "aisoule_ratelimit._native.Decision.", what)
 }
 
 /// Calls `f` for every header, in the contract's order and case.
@@ -184,23 +176,25 @@ fn policy<'py>(py: Python<'py>, d: &CoreDecision, limiter: &Bound<'py, Limiter>)
 }
 
 macro_rules! getter {
-    ($name:ident, |$py:ident, $d:ident, $limiter:ident| $body:expr) => {
+    ($name:ident, $attr:literal, |$py:ident, $d:ident, $limiter:ident| $body:expr) => {
         unsafe extern "C" fn $name(obj: *mut ffi::PyObject, _closure: *mut c_void) -> *mut ffi::PyObject {
             // SAFETY: a getter of this type: CPython calls it attached, on an instance.
-            unsafe { slot(obj, |$py, $d, $limiter| $body) }
+            unsafe { slot(obj, $attr, |$py, $d, $limiter| $body) }
         }
     };
 }
 
-getter!(get_policy, |py, d, limiter| Ok(policy(py, d, limiter).into_any()));
+getter!(get_policy, "policy", |py, d, limiter| Ok(
+    policy(py, d, limiter).into_any()
+));
 
-getter!(get_headers, |py, d, limiter| {
+getter!(get_headers, "headers", |py, d, limiter| {
     let out = PyDict::new(py);
     each_header(d, limiter, |name, value| out.set_item(name_str(py, name), value))?;
     Ok(out.into_any())
 });
 
-getter!(get_header_list, |py, d, limiter| {
+getter!(get_header_list, "header_list", |py, d, limiter| {
     let out = PyList::empty(py);
     each_header(d, limiter, |name, value| {
         let pair = [name_str(py, name), PyString::new(py, value)];
@@ -209,7 +203,7 @@ getter!(get_header_list, |py, d, limiter| {
     Ok(out.into_any())
 });
 
-getter!(get_asgi_headers, |py, d, limiter| {
+getter!(get_asgi_headers, "asgi_headers", |py, d, limiter| {
     let out = PyList::empty(py);
     each_header(d, limiter, |name, value| {
         let pair = [name_lower(py, name), PyBytes::new(py, value.as_bytes())];
@@ -218,7 +212,7 @@ getter!(get_asgi_headers, |py, d, limiter| {
     Ok(out.into_any())
 });
 
-getter!(get_body, |py, d, _limiter| {
+getter!(get_body, "body", |py, d, _limiter| {
     if d.allowed {
         return Ok(py.None().into_bound(py));
     }
@@ -228,17 +222,19 @@ getter!(get_body, |py, d, _limiter| {
     Ok(PyBytes::new(py, text.as_bytes()).into_any())
 });
 
-getter!(get_content_type, |py, d, _limiter| Ok(if d.allowed {
-    py.None().into_bound(py)
-} else {
-    PyString::new(py, BODY_CONTENT_TYPE).into_any()
-}));
+getter!(get_content_type, "content_type", |py, d, _limiter| Ok(
+    if d.allowed {
+        py.None().into_bound(py)
+    } else {
+        PyString::new(py, BODY_CONTENT_TYPE).into_any()
+    }
+));
 
 /// `tp_repr`.
 unsafe extern "C" fn decision_repr(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: a slot of this type: CPython calls it attached, on an instance.
     unsafe {
-        slot(obj, |py, d, limiter| {
+        slot(obj, "__repr__", |py, d, limiter| {
             let text = format!(
                 "Decision(allowed={}, status={}, limit={}, remaining={}, reset={}, retry_after={}, policy={:?}, table_full={})",
                 if d.allowed { "True" } else { "False" },

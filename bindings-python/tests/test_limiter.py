@@ -164,6 +164,31 @@ def test_arguments_by_keyword_and_none_for_the_defaults() -> None:
     assert (d.allowed, d.remaining) == (True, 0)
 
 
+def test_refused_calls_leave_no_reference_behind() -> None:
+    import gc
+    import sys
+
+    lim = Limiter()
+    bad: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        (("k", "/"), {"cost": 1.5}),
+        (("k", "/"), {"now_ns": -1}),
+        ((5, "/"), {}),
+        (("k",), {"bogus": 1}),
+        (("k",), {"policy": "gold"}),
+    ]
+    for args, kwargs in bad:
+        for _ in range(3):  # warm up caches that keep a reference once
+            with pytest.raises((TypeError, ValueError)):
+                lim.check(*args, **kwargs)
+        gc.collect()
+        before = sys.getrefcount(TypeError), sys.getrefcount(ValueError)
+        for _ in range(200):
+            with pytest.raises((TypeError, ValueError)):
+                lim.check(*args, **kwargs)
+        gc.collect()
+        assert (sys.getrefcount(TypeError), sys.getrefcount(ValueError)) == before
+
+
 def test_signatures() -> None:
     import inspect
 
