@@ -123,9 +123,33 @@ pub(crate) fn finish(
 /// Sets `e` as the current exception; returns null.
 #[cold]
 fn raise(e: PyErr) -> *mut ffi::PyObject {
-    // The thread is attached (we are in a call from CPython): `attach` only registers it
-    // with pyo3 (PyGILState_Ensure of a thread holding the GIL) and empties the pool.
-    Python::attach(|py| e.restore(py));
+    let mut e = Some(e);
+    let restored = catch_unwind(AssertUnwindSafe(|| {
+        // The thread is attached (we are in a call from CPython): `try_attach` only
+        // registers it with pyo3 (PyGILState_Ensure of a thread holding the GIL) and
+        // empties the pool. While the interpreter finalizes it declines, and the error
+        // is restored as it is (what it drops then waits in the pool).
+        let attached = Python::try_attach(|py| {
+            if let Some(e) = e.take() {
+                e.restore(py);
+            }
+        });
+        if attached.is_none() {
+            if let Some(e) = e.take() {
+                // SAFETY: the thread is attached (a call from CPython).
+                e.restore(unsafe { Python::assume_attached() });
+            }
+        }
+    }));
+    if restored.is_err() {
+        // SAFETY: the thread is attached; both arguments are valid (a static C string).
+        unsafe {
+            ffi::PyErr_SetString(
+                ffi::PyExc_SystemError,
+                c"aisoule_ratelimit: panic while raising an error".as_ptr(),
+            )
+        };
+    }
     ptr::null_mut()
 }
 
