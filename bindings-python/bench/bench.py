@@ -75,9 +75,13 @@ def part_check_ours() -> dict[str, float]:
         return KEYS
 
     def ours_figures() -> int:
+        # What a header-writing caller reads. (Assigned, not built into a tuple: a tuple
+        # would add its own allocation to the figure.)
         for k in keys:
             d = check(k, "/v1/status")
-            d.limit, d.remaining, d.reset  # noqa: B018
+            limit = d.limit  # noqa: F841
+            remaining = d.remaining  # noqa: F841
+            reset = d.reset  # noqa: F841
         return KEYS
 
     def ours_headers() -> int:
@@ -305,7 +309,9 @@ def main() -> None:
     ours = med("check-ours", "check(key, route)")
     ratio = med("check-limits", "limits hit + get_window_stats") / ours
     print(f"  ratio limits (hit + get_window_stats) / check(key, route): {ratio:.1f}x   (goal >= 40x)")
-    print(f"  check(key, route): {ours:.1f} ns   (goal <= 120 ns)")
+    print(f"  check(key, route): {ours:.1f} ns   (goal: well below 120 ns)")
+    figures = med("check-ours", "check + limit/remaining/reset")
+    print(f"  check + limit/remaining/reset: {figures:.1f} ns   (goal <= 120 ns)")
 
     print("\n## ASGI middleware added per request over a bare Starlette app (in-process, prebuilt scopes)")
     names = {

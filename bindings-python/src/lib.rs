@@ -8,6 +8,8 @@
 //! the core's lock-free cells; every class is `frozen` (no `&mut self`), so instances
 //! are shared between threads without locks.
 
+mod call;
+mod decision;
 mod error;
 
 use std::io;
@@ -16,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aisoule_ratelimit::json::parse_config;
 use aisoule_ratelimit::{
-    Config, Decision as CoreDecision, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed, Target,
-    BODY_CONTENT_TYPE, CELL_SIZE,
+    Config, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed, Target, BODY_CONTENT_TYPE,
+    CELL_SIZE,
 };
 use aisoule_ratelimit_host::{
     monotonic_ns as mono_ns, try_os_seed, wall_ns, SharedError, SharedTable, Table,
@@ -25,12 +27,16 @@ use aisoule_ratelimit_host::{
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyMapping, PySequence, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyMapping, PySequence, PyString, PyType};
 
+use crate::decision::{decision_type, new_decision};
 use crate::error::{check_error, json_error, shared_error, type_name};
 
 /// The number of table cells when neither the caller nor the config names one.
 const DEFAULT_CAPACITY: u64 = 65_536;
+
+/// A policy's rule limits, each with its Python int.
+type RuleLimits = Box<[(u64, Py<PyInt>)]>;
 
 /// The limiter's state, shared by every [`Decision`] it returns.
 #[pyclass(frozen, module = "aisoule_ratelimit._native", name = "Limiter")]
@@ -42,6 +48,11 @@ struct Limiter {
     shared: Option<PathBuf>,
     /// The policies' names as Python strings, by `PolicyId::index()`.
     names: Box<[Py<PyString>]>,
+    /// Every rule's limit and its Python int, by policy index and rule index: a
+    /// decision's `limit` reuses the int when the core's figure is that value.
+    limits: Box<[RuleLimits]>,
+    /// The `Decision` type, at hand for every check.
+    decision_type: Py<PyType>,
 }
 
 /// A ValueError when `obj` is an int out of `[0, 2**64)`, a TypeError when it is no int.
@@ -147,7 +158,7 @@ impl Limiter {
                 .map_err(|e| shared_error(py, &path, &e))?;
             let seed = table.seed();
             let capacity = table.capacity() as u64;
-            return Ok(Limiter::assemble(
+            return Limiter::assemble(
                 py,
                 parsed.config,
                 Table::Shared(table),
@@ -156,7 +167,7 @@ impl Limiter {
                 style,
                 capacity,
                 Some(path),
-            ));
+            );
         }
         // No random source: the OSError of getrandom(2), not a panic.
         let seed = match seed {
@@ -172,16 +183,7 @@ impl Limiter {
                     "capacity: no memory for {capacity} cells of {CELL_SIZE} bytes"
                 ))
             })?;
-        Ok(Limiter::assemble(
-            py,
-            parsed.config,
-            table,
-            seed,
-            on_full,
-            style,
-            capacity,
-            None,
-        ))
+        Limiter::assemble(py, parsed.config, table, seed, on_full, style, capacity, None)
     }
 
     #[allow(clippy::too_many_arguments, reason = "the parts of a limiter")]
@@ -194,32 +196,45 @@ impl Limiter {
         style: HeaderStyle,
         capacity: u64,
         shared: Option<PathBuf>,
-    ) -> Limiter {
+    ) -> PyResult<Limiter> {
         let names = config
             .policies()
             .iter()
             .map(|p| PyString::intern(py, p.name()).unbind())
             .collect();
-        Limiter {
+        let limits = config
+            .policies()
+            .iter()
+            .map(|p| {
+                p.rules()
+                    .iter()
+                    .map(|r| (r.limit(), PyInt::new(py, r.limit()).unbind()))
+                    .collect()
+            })
+            .collect();
+        Ok(Limiter {
             core: CoreLimiter::with_full_table_mode(config, table, seed, on_full),
             style,
             capacity,
             shared,
             names,
-        }
+            limits,
+            decision_type: decision_type(py)?.clone().unbind(),
+        })
     }
 
-    /// Resolves the target and cost, reads the clocks, and asks the core.
+    /// `check` and `peek` (see `call`): resolves the target and cost, reads the clocks,
+    /// and asks the core.
     #[allow(clippy::too_many_arguments, reason = "the Python signature of check/peek")]
-    fn decide(
-        slf: &Bound<'_, Self>,
+    fn decide<'py>(
+        slf: &Bound<'py, Self>,
         key: &Bound<'_, PyAny>,
         route: Option<&Bound<'_, PyAny>>,
         policy: Option<&Bound<'_, PyAny>>,
         cost: Option<&Bound<'_, PyAny>>,
         now_ns: Option<&Bound<'_, PyAny>>,
         peek: bool,
-    ) -> PyResult<Decision> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.get();
         let key: &[u8] = if let Ok(s) = key.cast::<PyString>() {
             s.to_str()?.as_bytes()
@@ -261,10 +276,7 @@ impl Limiter {
             this.core.check(key, target, cost, now)
         };
         match result {
-            Ok(d) => Ok(Decision {
-                limiter: slf.clone().unbind(),
-                d,
-            }),
+            Ok(d) => new_decision(slf, d),
             Err(e) => {
                 let id = match target {
                     Target::Route(r) => config.route(r),
@@ -464,34 +476,6 @@ impl Limiter {
         )
     }
 
-    /// Decides a request and records it when admitted.
-    #[pyo3(signature = (key, route=None, *, policy=None, cost=None, now_ns=None))]
-    #[pyo3(text_signature = "(self, key, route=None, *, policy=None, cost=1, now_ns=None)")]
-    fn check(
-        slf: &Bound<'_, Self>,
-        key: &Bound<'_, PyAny>,
-        route: Option<&Bound<'_, PyAny>>,
-        policy: Option<&Bound<'_, PyAny>>,
-        cost: Option<&Bound<'_, PyAny>>,
-        now_ns: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Decision> {
-        Limiter::decide(slf, key, route, policy, cost, now_ns, false)
-    }
-
-    /// Decides a request without recording anything.
-    #[pyo3(signature = (key, route=None, *, policy=None, cost=None, now_ns=None))]
-    #[pyo3(text_signature = "(self, key, route=None, *, policy=None, cost=1, now_ns=None)")]
-    fn peek(
-        slf: &Bound<'_, Self>,
-        key: &Bound<'_, PyAny>,
-        route: Option<&Bound<'_, PyAny>>,
-        policy: Option<&Bound<'_, PyAny>>,
-        cost: Option<&Bound<'_, PyAny>>,
-        now_ns: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Decision> {
-        Limiter::decide(slf, key, route, policy, cost, now_ns, true)
-    }
-
     /// The policy a request path maps to.
     fn route_policy(&self, py: Python<'_>, route: &Bound<'_, PyAny>) -> PyResult<Py<PyString>> {
         let id = self.core.config().route(expect_str(route, "route")?);
@@ -570,22 +554,6 @@ impl Limiter {
     }
 }
 
-/// One request's answer: the decision, its figures, its headers and its 429 body.
-#[pyclass(frozen, module = "aisoule_ratelimit._native", name = "Decision")]
-struct Decision {
-    limiter: Py<Limiter>,
-    d: CoreDecision,
-}
-
-impl Decision {
-    /// Calls `f` for every header, in the contract's order and case.
-    fn each_header(&self, mut f: impl FnMut(&'static str, &str) -> PyResult<()>) -> PyResult<()> {
-        let limiter = self.limiter.get();
-        self.d
-            .for_each_header(limiter.core.policy(self.d.policy), limiter.style, &mut f)
-    }
-}
-
 /// The header names the core writes. Their Python objects are made once and reused;
 /// a name not in this list (a newer core) is made per call.
 const HEADER_NAMES: [&str; 6] = [
@@ -630,137 +598,12 @@ fn name_lower<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyBytes> {
     }
 }
 
-#[pymethods]
-impl Decision {
-    /// Whether the request is admitted.
-    #[getter]
-    fn allowed(&self) -> bool {
-        self.d.allowed
-    }
-
-    /// 200 when allowed, 429 when denied.
-    #[getter]
-    fn status(&self) -> u16 {
-        self.d.status()
-    }
-
-    /// `X-RateLimit-Limit`: the binding rule's limit.
-    #[getter]
-    fn limit(&self) -> u64 {
-        self.d.limit
-    }
-
-    /// `X-RateLimit-Remaining`.
-    #[getter]
-    fn remaining(&self) -> u64 {
-        self.d.remaining
-    }
-
-    /// `X-RateLimit-Reset`: Unix epoch seconds (an int).
-    #[getter]
-    fn reset(&self) -> u64 {
-        self.d.reset
-    }
-
-    /// The binding rule's reset in nanoseconds from now.
-    #[getter]
-    fn reset_after_ns(&self) -> u64 {
-        self.d.reset_after_ns
-    }
-
-    /// `Retry-After` in whole seconds when denied (at least 1); 0 when allowed.
-    #[getter]
-    fn retry_after(&self) -> u64 {
-        self.d.retry_after_seconds
-    }
-
-    /// The exact wait in nanoseconds when denied; 0 when allowed.
-    #[getter]
-    fn retry_after_ns(&self) -> u64 {
-        self.d.retry_after_ns
-    }
-
-    /// The name of the policy that decided.
-    #[getter]
-    fn policy(&self, py: Python<'_>) -> Py<PyString> {
-        self.limiter.get().names[self.d.policy.index()].clone_ref(py)
-    }
-
-    /// Whether the table had no cell for the key, so the full-table mode answered.
-    #[getter]
-    fn table_full(&self) -> bool {
-        self.d.table_full
-    }
-
-    /// The response headers, name to value, in the contract's order and case.
-    #[getter]
-    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let out = PyDict::new(py);
-        self.each_header(|name, value| out.set_item(name_str(py, name), value))?;
-        Ok(out)
-    }
-
-    /// The headers as `(name, value)` str pairs (for WSGI), in order and case.
-    #[getter]
-    fn header_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let out = PyList::empty(py);
-        self.each_header(|name, value| {
-            let pair = [name_str(py, name), PyString::new(py, value)];
-            out.append(PyTuple::new(py, pair)?)
-        })?;
-        Ok(out)
-    }
-
-    /// The headers as `(name, value)` byte pairs with lower-case names, as ASGI's
-    /// `http.response.start` wants them.
-    #[getter]
-    fn asgi_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let out = PyList::empty(py);
-        self.each_header(|name, value| {
-            let pair = [name_lower(py, name), PyBytes::new(py, value.as_bytes())];
-            out.append(PyTuple::new(py, pair)?)
-        })?;
-        Ok(out)
-    }
-
-    /// The exact 429 body when denied, `None` when allowed.
-    #[getter]
-    fn body<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        if self.d.allowed {
-            return None;
-        }
-        let mut text = String::with_capacity(self.d.body_len());
-        // Writing into a String cannot fail.
-        let _ = self.d.write_body(&mut text);
-        Some(PyBytes::new(py, text.as_bytes()))
-    }
-
-    /// `application/json` when denied (the body's type), `None` when allowed.
-    #[getter]
-    fn content_type(&self) -> Option<&'static str> {
-        (!self.d.allowed).then_some(BODY_CONTENT_TYPE)
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "Decision(allowed={}, status={}, limit={}, remaining={}, reset={}, retry_after={}, policy={:?}, table_full={})",
-            if self.d.allowed { "True" } else { "False" },
-            self.d.status(),
-            self.d.limit,
-            self.d.remaining,
-            self.d.reset,
-            self.d.retry_after_seconds,
-            self.policy(py).bind(py).to_str()?,
-            if self.d.table_full { "True" } else { "False" },
-        ))
-    }
-}
-
 /// The native module.
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Limiter>()?;
-    m.add_class::<Decision>()?;
+    call::add_methods(&m.py().get_type::<Limiter>())?;
+    m.add("Decision", decision_type(m.py())?)?;
     m.add("BODY_CONTENT_TYPE", BODY_CONTENT_TYPE)?;
     m.add("DEFAULT_CAPACITY", DEFAULT_CAPACITY)?;
     m.add("CELL_SIZE", CELL_SIZE)?;

@@ -130,6 +130,74 @@ def test_wrong_types_raise_type_error_and_change_nothing(
     assert lim.check("k", "/", now_ns=T0).remaining == 119
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((), {}, "() missing 1 required positional argument: 'key'"),
+        (("k", "/", "x"), {}, "() takes from 1 to 2 positional arguments but 3 were given"),
+        (("k",), {"bogus": 1}, "() got an unexpected keyword argument 'bogus'"),
+        (("k", "/"), {"route": "/"}, "() got multiple values for argument 'route'"),
+        (("k",), {"key": "k"}, "() got multiple values for argument 'key'"),
+    ],
+)
+def test_bad_arguments_raise_type_error_and_change_nothing(
+    args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    lim = Limiter()
+    for name in ("check", "peek"):
+        with pytest.raises(TypeError) as e:
+            getattr(lim, name)(*args, **kwargs)
+        assert str(e.value) == f"Limiter.{name}{message}"
+    assert lim.check("k", "/", now_ns=T0).remaining == 119
+
+
+def test_arguments_by_keyword_and_none_for_the_defaults() -> None:
+    lim = Limiter()
+    d = lim.check(key="k", route="/v1/messages", now_ns=T0)
+    assert (d.policy, d.remaining) == ("messaging", 4)
+    nones: dict[str, Any] = {"policy": None, "cost": None}
+    d = lim.check("k", "/v1/messages", now_ns=T0, **nones)
+    assert (d.policy, d.remaining) == ("messaging", 3)
+    d = lim.peek("k", None, policy="messaging", cost=2, now_ns=T0)
+    assert (d.policy, d.allowed) == ("messaging", True)
+    d = lim.check(now_ns=T0, cost=3, key=b"k", policy="messaging")
+    assert (d.allowed, d.remaining) == (True, 0)
+
+
+def test_refused_calls_leave_no_reference_behind() -> None:
+    import gc
+    import sys
+
+    lim = Limiter()
+    bad: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        (("k", "/"), {"cost": 1.5}),
+        (("k", "/"), {"now_ns": -1}),
+        ((5, "/"), {}),
+        (("k",), {"bogus": 1}),
+        (("k",), {"policy": "gold"}),
+    ]
+    for args, kwargs in bad:
+        for _ in range(3):  # warm up caches that keep a reference once
+            with pytest.raises((TypeError, ValueError)):
+                lim.check(*args, **kwargs)
+        gc.collect()
+        before = sys.getrefcount(TypeError), sys.getrefcount(ValueError)
+        for _ in range(200):
+            with pytest.raises((TypeError, ValueError)):
+                lim.check(*args, **kwargs)
+        gc.collect()
+        assert (sys.getrefcount(TypeError), sys.getrefcount(ValueError)) == before
+
+
+def test_signatures() -> None:
+    import inspect
+
+    for method in (Limiter.check, Limiter.peek):
+        assert str(inspect.signature(method)) == (
+            "(self, /, key, route=None, *, policy=None, cost=1, now_ns=None)"
+        )
+
+
 def test_now_ns_out_of_range() -> None:
     with pytest.raises(ValueError, match=r"^now_ns: "):
         Limiter().check("k", "/", now_ns=-1)
@@ -305,6 +373,35 @@ def test_default_clocks() -> None:
 def test_decision_is_not_constructible() -> None:
     with pytest.raises(TypeError):
         Decision()
+
+
+def test_decision_attributes_are_read_only_with_their_types() -> None:
+    lim = Limiter()
+    d = lim.check("k", "/v1/messages", now_ns=T0)
+    assert [type(getattr(d, a)) for a in ("allowed", "table_full")] == [bool, bool]
+    figures = ("status", "limit", "remaining", "reset", "reset_after_ns", "retry_after", "retry_after_ns")
+    assert [type(getattr(d, a)) for a in figures] == [int] * len(figures)
+    assert (d.status, d.limit, d.remaining, d.reset) == (200, 5, 4, 1780423179)
+    for attr in ("allowed", "status", "limit", "remaining", "reset", "policy", "headers", "body"):
+        with pytest.raises(AttributeError):
+            setattr(d, attr, 1)
+    with pytest.raises(AttributeError):
+        d.other = 1  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        setattr(Decision, "limit", 1)  # noqa: B010
+    assert type(d) is Decision and Decision.__module__ == "aisoule_ratelimit._native"
+    assert Decision.remaining.__doc__ == "`X-RateLimit-Remaining`."
+
+
+def test_decisions_release_their_limiter() -> None:
+    import sys
+
+    lim = Limiter()
+    before = sys.getrefcount(lim)
+    decisions = [lim.check(f"k{i}", "/") for i in range(100)]
+    assert sys.getrefcount(lim) == before + 100
+    del decisions
+    assert sys.getrefcount(lim) == before
 
 
 def test_version() -> None:
