@@ -5,7 +5,8 @@
 // `install` script), so a service that depends on this folder by path builds it too.
 //
 // Environment: CARGO (the cargo to run, default `cargo`), AISOULE_RATELIMIT_PROFILE
-// (`release`, the default, or `dev`).
+// (`release-node`, the default: release with fat LTO so the core inlines into the addon,
+// defined in the workspace Cargo.toml; or `release`, or `dev`).
 
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -14,7 +15,7 @@ const path = require('node:path');
 const pkgDir = path.resolve(__dirname, '..');
 const manifest = path.join(pkgDir, 'Cargo.toml');
 const dest = path.join(pkgDir, 'aisoule_ratelimit.node');
-const profile = process.env.AISOULE_RATELIMIT_PROFILE || 'release';
+const profile = process.env.AISOULE_RATELIMIT_PROFILE || 'release-node';
 const cargo = process.env.CARGO || 'cargo';
 
 const args = [
