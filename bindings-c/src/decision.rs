@@ -73,12 +73,20 @@ const _: () = {
 
 impl asrl_decision {
     fn from_core(d: &Decision) -> asrl_decision {
+        // The core has just stored these four one-byte fields one by one; read together
+        // (the optimiser merges them into one wider load) they cannot be forwarded from
+        // those stores and the load waits for them to reach the cache, about 3 ns a
+        // check. Volatile reads keep each read its own width.
+        let allowed = read_field(&d.allowed);
+        let table_full = read_field(&d.table_full);
+        let policy = read_field(&d.policy);
+        let binding_rule = read_field(&d.binding_rule);
         asrl_decision {
-            allowed: d.allowed,
-            table_full: d.table_full,
+            allowed,
+            table_full,
             status: d.status(),
-            policy: d.policy.index() as u32,
-            binding_rule: u32::from(d.binding_rule),
+            policy: policy.index() as u32,
+            binding_rule: u32::from(binding_rule),
             reserved: 0,
             limit: d.limit,
             remaining: d.remaining,
@@ -88,6 +96,12 @@ impl asrl_decision {
             retry_after_ns: d.retry_after_ns,
         }
     }
+}
+
+/// One field of a live value, read at its own width (see [`asrl_decision::from_core`]).
+fn read_field<T: Copy>(field: &T) -> T {
+    // SAFETY: a reference is valid, aligned and initialised for reads of `T`.
+    unsafe { std::ptr::read_volatile(field) }
 }
 
 /// The core decision back from a C one, checked against `limiter`'s config.

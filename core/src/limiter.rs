@@ -231,6 +231,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         self.run(key, target, cost, now, false)
     }
 
+    #[inline(always)]
     fn key_hash(&self, key: &[u8]) -> u64 {
         // The one-shot form: the same SipHash-1-3 value as `write` then `finish`, without
         // the streaming tail buffer (about 70 instructions less on a 24-byte key).
@@ -405,6 +406,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
     /// Stores `state` for `fp` in its slot by a compare-and-swap on the word it was
     /// decided from; folds duplicates after claiming a new cell. False on a lost race.
     /// A rule without a cell (fail-open) stores nothing and succeeds.
+    #[inline]
     fn store(&self, rule: &crate::rule::Rule, fp: u64, slot: &Slot, state: u64, now: u64) -> bool {
         let cells = self.cells.as_ref();
         match *slot {

@@ -154,6 +154,7 @@ fn advise_huge_pages(cells: &[Cell]) {
 }
 
 impl AsRef<[Cell]> for Table {
+    #[inline]
     fn as_ref(&self) -> &[Cell] {
         match self {
             Table::Owned(cells) => cells,
