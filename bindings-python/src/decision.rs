@@ -274,6 +274,17 @@ fn getset(name: &'static CStr, get: ffi::getter, doc: &'static CStr) -> ffi::PyG
     }
 }
 
+/// The member descriptors below read the core's fields by offset as `Py_T_ULONGLONG` and
+/// `Py_T_BOOL`: this stops the build if the core ever changes those fields' types.
+const _: fn(&CoreDecision) = |d| {
+    let _: (&u64, &u64, &u64, &bool) = (
+        &d.reset_after_ns,
+        &d.retry_after_seconds,
+        &d.retry_after_ns,
+        &d.table_full,
+    );
+};
+
 /// Makes the type from its spec (`PyType_FromSpec`, in the stable ABI).
 fn make_type(py: Python<'_>) -> PyResult<Py<PyType>> {
     use ffi::{Py_T_BOOL, Py_T_OBJECT_EX, Py_T_ULONGLONG, Py_T_USHORT};
