@@ -16,7 +16,6 @@ use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aisoule_ratelimit::json::{parse_config, JsonError, JsonErrorKind};
@@ -24,7 +23,7 @@ use aisoule_ratelimit::{
     CheckError, ConfigError, Decision, FullTableMode, HeaderStyle, Limiter, Now, PolicyId, Seed, Target,
     BODY_CONTENT_TYPE,
 };
-use aisoule_ratelimit_host::{monotonic_ns, os_seed, wall_ns, SharedError, SharedTable, Table};
+use aisoule_ratelimit_host::{os_seed, request_now, SharedError, SharedTable, Table};
 use napi::bindgen_prelude::{Either, External, ToNapiValue, TypeName, Uint8Array};
 use napi::{sys, Env, Error, Result, Status, ValueType};
 use napi_derive::napi;
@@ -1024,39 +1023,6 @@ unsafe fn arg_bytes<'a>(
     Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
 }
 
-/// How long a measured wall-clock offset is used before the wall clock is read again.
-const WALL_REFRESH_NS: u64 = 100_000_000;
-/// `wall - mono` (wrapping) as last measured.
-static WALL_OFFSET: AtomicU64 = AtomicU64::new(0);
-/// The monotonic time of that measurement, 0 before the first.
-static WALL_MEASURED_AT: AtomicU64 = AtomicU64::new(0);
-
-/// Both clocks of a request made now (as the Python binding reads them).
-///
-/// The wall clock is only printed (`X-RateLimit-Reset`, whole seconds), so it is read at
-/// most every [`WALL_REFRESH_NS`] of monotonic time and derived from the monotonic clock
-/// in between: one clock read a request instead of two (each about 20 ns on this kind of
-/// VM). Between reads the two clocks drift apart only by NTP's slew (at most 500 ppm,
-/// 50 us in 100 ms); a step of the wall clock shows within 100 ms.
-fn now() -> Now {
-    let mono = monotonic_ns();
-    // Acquire pairs with the Release below: an offset is never older than its time.
-    let at = WALL_MEASURED_AT.load(Ordering::Acquire);
-    if at == 0 || mono.wrapping_sub(at) >= WALL_REFRESH_NS {
-        let wall = wall_ns();
-        WALL_OFFSET.store(wall.wrapping_sub(mono), Ordering::Relaxed);
-        WALL_MEASURED_AT.store(mono.max(1), Ordering::Release);
-        return Now {
-            mono_ns: mono,
-            wall_ns: wall,
-        };
-    }
-    Now {
-        mono_ns: mono,
-        wall_ns: mono.wrapping_add(WALL_OFFSET.load(Ordering::Relaxed)),
-    }
-}
-
 /// `Number.MAX_SAFE_INTEGER`: the largest whole number a JS number holds exactly.
 const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
 
@@ -1212,7 +1178,7 @@ unsafe fn decide(
         return fail(scratch, CODE_INVALID_COST);
     }
     let now = if now_ms.is_nan() {
-        now()
+        request_now()
     } else {
         match ms_to_ns(now_ms) {
             Some(ns) => Now::same(ns),

@@ -14,16 +14,13 @@ mod error;
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use aisoule_ratelimit::json::parse_config;
 use aisoule_ratelimit::{
     Config, FullTableMode, HeaderStyle, Limiter as CoreLimiter, Now, Seed, Target, BODY_CONTENT_TYPE,
     CELL_SIZE,
 };
-use aisoule_ratelimit_host::{
-    monotonic_ns as mono_ns, try_os_seed, wall_ns, SharedError, SharedTable, Table,
-};
+use aisoule_ratelimit_host::{request_now, try_os_seed, SharedError, SharedTable, Table};
 use pyo3::exceptions::{PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -77,38 +74,6 @@ fn expect_str<'a>(obj: &'a Bound<'_, PyAny>, field: &str) -> PyResult<&'a str> {
             "{field} must be a str, not {}",
             type_name(obj)
         ))),
-    }
-}
-
-/// How long a measured wall-clock offset is used before the wall clock is read again.
-const WALL_REFRESH_NS: u64 = 100_000_000;
-/// `wall - mono` (wrapping) as last measured.
-static WALL_OFFSET: AtomicU64 = AtomicU64::new(0);
-/// The monotonic time of that measurement, 0 before the first.
-static WALL_MEASURED_AT: AtomicU64 = AtomicU64::new(0);
-
-/// Both clocks of a request made now.
-///
-/// The wall clock is only printed (`X-RateLimit-Reset`, whole seconds), so it is read at
-/// most every [`WALL_REFRESH_NS`] of monotonic time and derived from the monotonic clock
-/// in between: one clock read a request instead of two. Between reads the two clocks
-/// drift apart only by NTP's slew (at most 500 ppm, 50 us in 100 ms); a step of the wall
-/// clock shows within 100 ms.
-fn now() -> Now {
-    let mono = mono_ns();
-    let at = WALL_MEASURED_AT.load(Ordering::Relaxed);
-    if at == 0 || mono.wrapping_sub(at) >= WALL_REFRESH_NS {
-        let wall = wall_ns();
-        WALL_OFFSET.store(wall.wrapping_sub(mono), Ordering::Relaxed);
-        WALL_MEASURED_AT.store(mono.max(1), Ordering::Relaxed);
-        return Now {
-            mono_ns: mono,
-            wall_ns: wall,
-        };
-    }
-    Now {
-        mono_ns: mono,
-        wall_ns: mono.wrapping_add(WALL_OFFSET.load(Ordering::Relaxed)),
     }
 }
 
@@ -267,7 +232,7 @@ impl Limiter {
             Some(c) => extract_u64(c, "cost", "1 to the capacity of every rule of the policy")?,
         };
         let now = match now_ns {
-            None => now(),
+            None => request_now(),
             Some(n) => Now::same(extract_u64(n, "now_ns", "0 to 2**64 - 1")?),
         };
         let result = if peek {
