@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -114,6 +115,52 @@ class Running:
         m = LOG_LINE.match(line)
         assert m is not None, line
         return m["key"]
+
+    def worker_of(self, conn: http.client.HTTPConnection) -> str:
+        """The worker (pid) serving a kept-alive connection, from the log line of a probe:
+        a 404 under /v1/media/ with a throwaway key, so no key under test is counted."""
+        marker = f"/v1/media/probe-{uuid.uuid4()}"
+        assert ask(conn, "GET", marker, f"probe-{uuid.uuid4()}").status == 404
+        (line,) = self.wait_lines(lambda line: line.endswith("ms") and f" {marker} " in line, 1)
+        m = LOG_LINE.match(line)
+        assert m is not None, line
+        return m["worker"]
+
+    def connections_on_workers(self, count: int, workers: int = 2) -> list[http.client.HTTPConnection]:
+        """`count` kept-alive connections served by at least `workers` different worker
+        processes, so requests sent over them are answered by several workers for sure.
+
+        The kernel hands each new connection to whichever worker accepts first, and one
+        worker may win many in a row; connections are opened in concurrent bursts (a
+        worker busy with one leaves the next to another) until the set spans enough
+        workers, up to 64 bursts."""
+        opened: list[tuple[http.client.HTTPConnection, str]] = []
+        lock = threading.Lock()
+
+        def open_one() -> None:
+            conn = self.connect()
+            worker = self.worker_of(conn)
+            with lock:
+                opened.append((conn, worker))
+
+        for _ in range(64):
+            threads = [threading.Thread(target=open_one) for _ in range(max(count, 8))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if len({w for _, w in opened}) >= workers and len(opened) >= count:
+                break
+        by_worker: dict[str, list[http.client.HTTPConnection]] = {}
+        for conn, worker in opened:
+            by_worker.setdefault(worker, []).append(conn)
+        assert len(by_worker) >= workers, f"every connection went to one worker: {list(by_worker)}"
+        # One connection of each worker first, then the rest in turn; the others close.
+        ordered = [conns[0] for conns in by_worker.values()]
+        ordered += [c for conns in by_worker.values() for c in conns[1:]]
+        for extra in ordered[count:]:
+            extra.close()
+        return ordered[:count]
 
     def text(self) -> str:
         with self.cond:

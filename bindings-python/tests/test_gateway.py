@@ -6,6 +6,7 @@ every test uses fresh API keys.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -144,8 +145,11 @@ def test_121st_status_call_is_refused_across_workers(gw: Running) -> None:
     key = fresh_key()
     fp = gw.fingerprint(key)
     window = window_start()
-    # A new connection for each request: the kernel hands them to the 4 workers.
-    answers = [gw.once("GET", "/v1/status", key) for _ in range(121)]
+    # Kept-alive connections on two different workers, taking turns.
+    conns = gw.connections_on_workers(2)
+    answers = [ask(conns[i % 2], "GET", "/v1/status", key) for i in range(121)]
+    for conn in conns:
+        conn.close()
     assert window_now() == window, "the burst crossed a window edge: its count is not exact"
     assert [a.status for a in answers] == [200] * 120 + [429]
     assert [check_rate_headers(a, 120) for a in answers[:120]] == list(range(119, -1, -1))
@@ -167,10 +171,10 @@ def test_one_key_exact_under_concurrent_load(gw: Running) -> None:
     answers: list[Answer] = []
     lock = threading.Lock()
     go = threading.Barrier(12)
+    # Connected first, on at least two different workers.
+    conns = gw.connections_on_workers(12)
 
-    def client() -> None:
-        conn = gw.connect()
-        ask(conn, "GET", "/v1/status", fresh_key())  # connected (to some worker) first
+    def client(conn: http.client.HTTPConnection) -> None:
         go.wait()
         mine = [ask(conn, "GET", "/v1/status", key) for _ in range(25)]
         conn.close()
@@ -178,7 +182,7 @@ def test_one_key_exact_under_concurrent_load(gw: Running) -> None:
             answers.extend(mine)
 
     window = window_start()
-    threads = [threading.Thread(target=client) for _ in range(12)]
+    threads = [threading.Thread(target=client, args=(conn,)) for conn in conns]
     for t in threads:
         t.start()
     for t in threads:
