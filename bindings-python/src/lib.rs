@@ -82,17 +82,26 @@ impl Limiter {
     fn build(
         py: Python<'_>,
         text: &str,
-        on_full: &Bound<'_, PyAny>,
+        on_full: Option<&Bound<'_, PyAny>>,
         seed: Option<&Bound<'_, PyAny>>,
-        header_style: &Bound<'_, PyAny>,
+        header_style: Option<&Bound<'_, PyAny>>,
         shared: Option<PathBuf>,
     ) -> PyResult<Self> {
-        let on_full = match expect_str(on_full, "on_full")? {
+        // None is the documented default of each keyword.
+        let on_full = match on_full
+            .map(|v| expect_str(v, "on_full"))
+            .transpose()?
+            .unwrap_or("open")
+        {
             "open" => FullTableMode::Open,
             "closed" => FullTableMode::Closed,
             _ => return Err(PyValueError::new_err(r#"on_full: must be "open" or "closed""#)),
         };
-        let style = match expect_str(header_style, "header_style")? {
+        let style = match header_style
+            .map(|v| expect_str(v, "header_style"))
+            .transpose()?
+            .unwrap_or("x-ratelimit")
+        {
             "x-ratelimit" => HeaderStyle::XRateLimit,
             "ietf" => HeaderStyle::Ietf,
             "both" => HeaderStyle::Both,
@@ -360,14 +369,12 @@ impl Limiter {
     ) -> PyResult<Self> {
         let text = config_text(py, policies, routes, default_policy, capacity)?;
         let text = text.to_str()?;
-        let open = PyString::new(py, "open");
-        let xrl = PyString::new(py, "x-ratelimit");
         Limiter::build(
             py,
             text,
-            on_full.unwrap_or(open.as_any()),
+            on_full,
             seed,
-            header_style.unwrap_or(xrl.as_any()),
+            header_style,
             shared.map(|p| shared_path(p, "shared")).transpose()?,
         )
     }
@@ -390,14 +397,12 @@ impl Limiter {
         } else {
             expect_str(text, "text")?
         };
-        let open = PyString::new(py, "open");
-        let xrl = PyString::new(py, "x-ratelimit");
         Limiter::build(
             py,
             text,
-            on_full.unwrap_or(open.as_any()),
+            on_full,
             seed,
-            header_style.unwrap_or(xrl.as_any()),
+            header_style,
             shared.map(|p| shared_path(p, "shared")).transpose()?,
         )
     }
@@ -429,14 +434,12 @@ impl Limiter {
         header_style: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let text = config_text(py, policies, routes, default_policy, capacity)?;
-        let open = PyString::new(py, "open");
-        let xrl = PyString::new(py, "x-ratelimit");
         Limiter::build(
             py,
             text.to_str()?,
-            on_full.unwrap_or(open.as_any()),
+            on_full,
             None,
-            header_style.unwrap_or(xrl.as_any()),
+            header_style,
             Some(shared_path(path, "path")?),
         )
     }
