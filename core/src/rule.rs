@@ -245,7 +245,7 @@ impl Rule {
     /// One departure from the contract, at the end of the `u64` clock: a GCRA request
     /// whose theoretical arrival time would pass `u64::MAX` ns cannot be stored, so it is
     /// denied with `retry` `u64::MAX` (only within `B*T` of the clock's last nanosecond).
-    #[inline]
+    #[inline(always)]
     pub fn decide(&self, state: u64, now: u64, cost: u64) -> Outcome {
         match self.algorithm {
             Algorithm::Gcra => self.gcra_decide(state, now, cost, true),
@@ -391,7 +391,7 @@ impl Rule {
     /// the request is admitted, the clock did not go back, and `prev * (W - a)` fits in
     /// 64 bits. `None` otherwise (the general path answers). There `base = -a`, so
     /// `reset = 2W - a - floor((W-1) / curr)`, in `2..=2W` (`W <= MAX_PERIOD_NS < 2^62`).
-    #[inline]
+    #[inline(always)]
     fn window_admit(&self, state: u64, now: u64, cost: u64) -> Option<Outcome> {
         let b = self.count_bits;
         let count_mask = (1u64 << b) - 1;
