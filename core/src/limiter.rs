@@ -267,26 +267,37 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         let cells = self.cells.as_ref();
         let key_hash = self.key_hash(key);
         let t = now.mono_ns;
+        // The key's fingerprint for each rule of the policy. A one-rule policy's stays in a
+        // register (filled through the array, it was stored by one wide write and read back
+        // by a narrow one, which stalls).
+        let first = table::fingerprint(key_hash, pid.index() * MAX_RULES);
+        let single = [first];
+        let mut fps = [0u64; MAX_RULES];
+        let own: &[u64] = if rules.len() == 1 {
+            &single
+        } else {
+            for (r, fp) in fps.iter_mut().enumerate().take(rules.len()) {
+                *fp = table::fingerprint(key_hash, pid.index() * MAX_RULES + r);
+            }
+            &fps[..rules.len()]
+        };
         // Whether another key's cell may be reused: never the key's own cell of another
         // rule of this policy (that rule finds it as its own, and two rules aiming at one
         // cell retry forever), never a tag this config does not know (we cannot judge it).
-        let neutral_for = |own: &[u64], fp: u64, state: u64| {
-            !own.contains(&fp)
-                && table::rule_slot(fp)
+        let neutral = |other: u64, state: u64| {
+            !own.contains(&other)
+                && table::rule_slot(other)
                     .and_then(|s| self.rule_for_slot(s))
                     .is_some_and(|rule| rule.is_neutral(state, t))
         };
         if let [rule] = rules {
-            // One rule (the common case): no arrays, no undo. The fingerprint stays in a
-            // register (filled through an array, it was stored by one wide write and read
-            // back by a narrow one, which stalls).
-            let fp = table::fingerprint(key_hash, pid.index() * MAX_RULES);
-            let neutral = |other: u64, state: u64| neutral_for(&[fp], other, state);
+            // One rule (the common case): no arrays, no undo.
+            let fp = first;
             loop {
                 let slot = table::find(cells, fp, &neutral, &[]);
                 let (state, table_full) = slot_state(&slot);
                 let outcome = if consume {
-                    rule.decide(state, t, cost)
+                    rule.decide_inline(state, t, cost)
                 } else {
                     rule.inspect(state, t, cost)
                 };
@@ -308,12 +319,6 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
                 }
             }
         }
-        let mut fps = [0u64; MAX_RULES];
-        for (r, fp) in fps.iter_mut().enumerate().take(rules.len()) {
-            *fp = table::fingerprint(key_hash, pid.index() * MAX_RULES + r);
-        }
-        let own = &fps[..rules.len()];
-        let neutral = |other: u64, state: u64| neutral_for(own, other, state);
         loop {
             let mut slots = [Slot::Full; MAX_RULES];
             let mut outcomes = [UNSET; MAX_RULES];
