@@ -253,6 +253,8 @@ class Limiter {
   #planAllowed;
   #planDenied;
   #routes;
+  #lastRoute = null;
+  #lastPolicy = -1;
   #info;
 
   constructor(options, internal) {
@@ -417,9 +419,18 @@ class Limiter {
       }
       // A route string seen before: the policy the core routed it to (the core's routing
       // of a string never changes), so the addon need not copy and match the path again.
-      const p = this.#routes.get(route);
-      if (p === undefined) routed = false;
-      else policy = p;
+      // The last route string first: a service checks the same few routes over and
+      // over, and comparing strings is cheaper than hashing one for the map.
+      if (route === this.#lastRoute) policy = this.#lastPolicy;
+      else {
+        const p = this.#routes.get(route);
+        if (p === undefined) routed = false;
+        else {
+          policy = p;
+          this.#lastRoute = route;
+          this.#lastPolicy = p;
+        }
+      }
     }
     f[S_MODE] = mode;
     f[S_COST] = cost;
