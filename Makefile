@@ -73,8 +73,9 @@ miri: setup ## The core's unit and thread tests under Miri
 	MIRIFLAGS="-Zmiri-strict-provenance" $(CARGO) +nightly miri test -p aisoule-ratelimit --lib --test threads
 
 .PHONY: conformance
-conformance: ## Every binding's replay against every trace (conformance/check)
+conformance: ## Every binding's replay against every trace (conformance/check), and 300 generated traces against the independent model
 	conformance/check
+	conformance/model/diff.sh 300 rust
 
 .PHONY: test-bindings
 test-bindings: ## Each binding's own tests (every binding built first: the Node cross-language test runs Python and C processes)

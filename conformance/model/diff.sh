@@ -3,7 +3,7 @@
 # Generates traces for seeds FIRST_SEED..FIRST_SEED+N-1 (default 1..N) with gen.py, runs
 # `conformance/replay LANG` (default rust) and the model on each, and prints, for every trace
 # whose answers differ, the seed, the first differing line number (request number, 1-based)
-# and both answers. Exit status 1 if any trace differs.
+# and both answers. Exit status 1 if any trace differs other than by the known case below.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -50,4 +50,6 @@ PY
 done
 known=$(grep -c 'known: repro/01' "$tmp/log" 2>/dev/null || true)
 echo "compared $compared traces ($lang), $differing differing (${known:-0} of them the known repro/01 case), $skipped skipped by the model"
-[ $differing -eq 0 ]
+# The known case is the core's documented departure at the end of the u64 clock (README,
+# "Ranges"); any other difference fails.
+[ $((differing - ${known:-0})) -eq 0 ]
