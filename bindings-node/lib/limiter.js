@@ -13,6 +13,8 @@ const L = native.layout();
 const HOT = native.hot();
 const F64 = new Float64Array(HOT.scratch, 0, L.bytes / 8);
 const U8 = new Uint8Array(HOT.scratch);
+// The bound object's index goes in as a u32 (the first four bytes of its slot).
+const U32 = new Uint32Array(HOT.scratch);
 const SCRATCH_BUFFER = Buffer.from(HOT.scratch); // a view, no copy
 // Slots of the scratch, as constants (read once).
 const S_MODE = L.mode;
@@ -436,7 +438,7 @@ class Limiter {
     f[S_COST] = cost;
     f[S_NOW_MS] = nowMs;
     f[S_POLICY_IN] = policy;
-    f[S_BOUND] = this.#index;
+    U32[S_BOUND * 2] = this.#index;
     const body = HOT(key, route);
     const code = f[S_CODE];
     if (code !== CODE_OK) this.#fail(code);

@@ -731,12 +731,8 @@ thread_local! {
 type Bounds = Rc<RefCell<Vec<Option<Rc<Bound>>>>>;
 
 /// The bound object at index `i` (a number the wrapper wrote) in `bounds`, if there is one.
-fn bound_at(bounds: &Bounds, i: f64) -> Option<Rc<Bound>> {
-    let u = i as u32; // NaN, negative and fractional numbers do not round-trip
-    if f64::from(u) != i {
-        return None;
-    }
-    bounds.try_borrow().ok()?.get(u as usize)?.clone()
+fn bound_at(bounds: &Bounds, i: u32) -> Option<Rc<Bound>> {
+    bounds.try_borrow().ok()?.get(i as usize)?.clone()
 }
 
 /// Keeps a bound object's slot: the wrapper holds it (an `External`) for as long as the
@@ -1105,7 +1101,7 @@ unsafe extern "C" fn check_callback(env: sys::napi_env, info: sys::napi_callback
     // the function's `scratch` property; only this thread's JS touches it, never during
     // this call.
     let scratch = unsafe { std::slice::from_raw_parts_mut(hot.scratch, SCRATCH_LEN) };
-    let Some(bound) = bound_at(&hot.bounds, get(scratch, S_BOUND)) else {
+    let Some(bound) = bound_at(&hot.bounds, get_u32(scratch, S_BOUND)) else {
         put(scratch, S_CODE, f64::from(CODE_INTERNAL));
         return ptr::null_mut();
     };
@@ -1131,6 +1127,14 @@ fn get(scratch: &[u8], slot: usize) -> f64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&scratch[slot * 8..slot * 8 + 8]);
     f64::from_ne_bytes(b)
+}
+
+/// The `u32` in the first four bytes of `slot`, where the wrapper writes it through a
+/// `Uint32Array` (an index read as it was written: no float conversion on the way in).
+fn get_u32(scratch: &[u8], slot: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&scratch[slot * 8..slot * 8 + 4]);
+    u32::from_ne_bytes(b)
 }
 
 fn put(scratch: &mut [u8], slot: usize, v: f64) {
