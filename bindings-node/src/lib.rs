@@ -1033,8 +1033,6 @@ fn is_whole(v: f64) -> bool {
     v as i64 as f64 == v
 }
 
-/// A figure as a JS number: exact below 2^53, which every figure is (limits to 10^9,
-/// epoch seconds). Through `i64`, one instruction where `u64` takes several.
 /// A field of the decision `check` just wrote, read by itself: the compiler otherwise
 /// reads two neighbouring fields with one 16-byte load, which waits until the two 8-byte
 /// stores that wrote them have left the store buffer (a forwarding stall, about 2 ns).
@@ -1044,6 +1042,8 @@ fn one(field: &u64) -> u64 {
     unsafe { ptr::read_volatile(field) }
 }
 
+/// A figure as a JS number: exact below 2^53, which every figure is (limits to 10^9,
+/// epoch seconds). Through `i64`, one instruction where `u64` takes several.
 fn num(v: u64) -> f64 {
     v.min(i64::MAX as u64) as i64 as f64
 }
