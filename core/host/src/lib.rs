@@ -114,9 +114,10 @@ static WALL_MEASURED_AT: AtomicU64 = AtomicU64::new(0);
 /// The wall clock is only printed (`X-RateLimit-Reset`, whole seconds), so it is read at
 /// most every [`WALL_REFRESH_NS`] of monotonic time and derived from the monotonic clock
 /// in between: one clock read a request instead of two (`clock_gettime` costs about 21 ns
-/// on this project's VM; the monotonic clock through the time-stamp counter, 9 ns). Between reads the two clocks drift apart only by NTP's slew (at most
-/// 500 ppm, 50 us in 100 ms); a step of the wall clock shows within 100 ms. The
-/// monotonic clock, the one the arithmetic uses, is always read.
+/// on this project's VM; the monotonic clock through the time-stamp counter, 9 ns).
+/// Between reads the two clocks drift apart only by NTP's slew (at most 500 ppm, 50 us in
+/// 100 ms); a step of the wall clock shows within 100 ms. The monotonic clock, the one the
+/// arithmetic uses, is always read.
 pub fn request_now() -> Now {
     let mono = monotonic_ns();
     // Acquire pairs with the Release below: an offset is never older than its time.

@@ -31,6 +31,8 @@ pub const CALIBRATION_NS: u64 = 20_000_000;
 pub const MAX_DRIFT_NS: u64 = 1_000_000;
 /// The name of the environment variable that turns the counter off (`os`).
 pub const ENV_VAR: &str = "AISOULE_RATELIMIT_CLOCK";
+/// Where Linux names the clocksource `CLOCK_MONOTONIC` is kept with.
+const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
 
 const UNDECIDED: u8 = 0;
 const ON: u8 = 1;
@@ -92,16 +94,10 @@ pub fn allowed(clocksource: &str, env: Option<&str>) -> bool {
     clocksource.trim() == "tsc" && env.is_none_or(|v| v.trim() != "os")
 }
 
-fn decide() -> u8 {
-    let clocksource =
-        std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
-            .unwrap_or_default();
-    let env = std::env::var(ENV_VAR).ok();
-    if allowed(&clocksource, env.as_deref()) {
-        ON
-    } else {
-        OFF
-    }
+/// [`allowed`] for this machine and this process's environment.
+fn allowed_here() -> bool {
+    let clocksource = std::fs::read_to_string(CLOCKSOURCE).unwrap_or_default();
+    allowed(&clocksource, std::env::var(ENV_VAR).ok().as_deref())
 }
 
 /// The slow path: the kernel's clock, and a new anchor when this thread gets the lock.
@@ -110,7 +106,7 @@ fn decide() -> u8 {
 fn anchor() -> u64 {
     let mut state = STATE.load(Ordering::Relaxed);
     if state == UNDECIDED {
-        state = decide();
+        state = if allowed_here() { ON } else { OFF };
         STATE.store(state, Ordering::Relaxed);
     }
     if state != ON {
@@ -212,10 +208,7 @@ mod tests {
         while !in_use() && crate::os_monotonic_ns() - start < 2 * CALIBRATION_NS + 1_000_000_000 {
             monotonic_ns();
         }
-        let clocksource =
-            std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
-                .unwrap_or_default();
-        if allowed(&clocksource, std::env::var(ENV_VAR).ok().as_deref()) {
+        if allowed_here() {
             assert!(in_use(), "the counter should be in use after calibration");
         }
         const TOLERANCE_NS: u64 = 50_000;
