@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aisoule_ratelimit::{Cell, Config, Limiter, Now, Seed, Target};
+use aisoule_ratelimit::{Config, Limiter, Now, Seed, Target};
+use aisoule_ratelimit_host::Table;
 use criterion::{BenchmarkId, Criterion};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -29,41 +30,10 @@ fn keys(n: usize) -> Vec<[u8; 24]> {
         .collect()
 }
 
-fn table(cells: usize) -> Limiter<Box<[Cell]>> {
-    let cells = zeroed_cells(cells);
+/// A limiter over a table of `cells` cells as the bindings make it.
+fn table(cells: usize) -> Limiter<Table> {
+    let cells = Table::try_owned(cells).expect("a table that fits in memory");
     Limiter::new(Config::documented(), cells, Seed([0x0123_4567, 0x89ab_cdef]))
-}
-
-/// `n` empty cells, as `aisoule_ratelimit_host::Table::try_owned` makes them: zeroed by
-/// the allocator (pages touched only as keys arrive), and from 4 MiB up backed by
-/// transparent huge pages where the system allows, so the one random cell access of a
-/// check needs no 4 KiB page walk (a 32 MiB table spans 8,192 such pages).
-fn zeroed_cells(n: usize) -> Box<[Cell]> {
-    let layout = std::alloc::Layout::array::<Cell>(n).expect("a table that fits in memory");
-    assert!(layout.size() > 0);
-    // SAFETY: the layout has a non-zero size.
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Cell>();
-    assert!(!ptr.is_null(), "out of memory");
-    #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let start = ptr as usize;
-        let (first, end) = (
-            start.next_multiple_of(PAGE),
-            (start + layout.size()) & !(PAGE - 1),
-        );
-        if layout.size() >= 4 << 20 && end > first {
-            // SAFETY: [first, end) is page-aligned and inside the new allocation, which
-            // nothing references yet; MADV_HUGEPAGE changes how its pages are backed,
-            // never their contents (they stay zero).
-            unsafe {
-                libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    // SAFETY: `ptr` comes from the global allocator with the layout of `[Cell; n]`, and
-    // all-zero bytes are a valid empty `Cell`: an initialised box that frees with it.
-    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n)) }
 }
 
 const START_NS: u64 = 1_780_423_178_274_000_000;
@@ -72,7 +42,7 @@ const START_NS: u64 = 1_780_423_178_274_000_000;
 const STEP_NS: u64 = 1_000_000;
 
 /// `iters` checks over `keys`, starting at key `offset`; returns the time taken.
-fn run_checks(limiter: &Limiter<Box<[Cell]>>, keys: &[[u8; 24]], iters: u64, clock: &mut u64) -> Duration {
+fn run_checks(limiter: &Limiter<Table>, keys: &[[u8; 24]], iters: u64, clock: &mut u64) -> Duration {
     let start = Instant::now();
     let mut i = 0usize;
     for _ in 0..iters {
@@ -149,7 +119,7 @@ fn benches(c: &mut Criterion) {
     let halves: Vec<&[[u8; 24]]> = k10.chunks(5_000).collect();
     let shalves: Vec<&[String]> = s10.chunks(5_000).collect();
     let mut g = c.benchmark_group("two_threads_10k_keys");
-    let two_threads = |limiter: &Limiter<Box<[Cell]>>, n: u64, clocks: &[AtomicU64; 2]| {
+    let two_threads = |limiter: &Limiter<Table>, n: u64, clocks: &[AtomicU64; 2]| {
         in_threads(2, n, |t, n| {
             let mut clock = clocks[t].load(Ordering::Relaxed);
             let took = run_checks(limiter, halves[t], n, &mut clock);
