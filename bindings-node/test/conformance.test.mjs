@@ -34,6 +34,18 @@ for (const name of traces) {
     for (let i = 0; i < expected.length; i++) assert.deepStrictEqual(got[i], expected[i], `answer ${i + 1}`);
   });
 
+  // Where code generation from strings is disallowed, the headers objects are built
+  // property by property instead of by the generated object literals: the same answers.
+  test(`replay ${name} with --disallow-code-generation-from-strings`, () => {
+    const bin = join(here, '..', 'bin', 'aisoule-ratelimit.js');
+    const run = spawnSync(process.execPath, ['--disallow-code-generation-from-strings', bin, 'replay', trace], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    });
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepStrictEqual(parseLines(run.stdout), expected);
+  });
+
   test(`in-process replay ${name}`, () => {
     const got = replay(readFileSync(trace, 'utf8')).map((l) => JSON.parse(l));
     assert.deepStrictEqual(got, expected);

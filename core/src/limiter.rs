@@ -412,7 +412,8 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
     /// Stores `state` for `fp` in its slot by a compare-and-swap on the word it was
     /// decided from; folds duplicates after claiming a new cell. False on a lost race.
     /// A rule without a cell (fail-open) stores nothing and succeeds.
-    #[inline]
+    #[cfg_attr(target_pointer_width = "64", inline(always))]
+    #[cfg_attr(not(target_pointer_width = "64"), inline)]
     fn store(&self, rule: &crate::rule::Rule, fp: u64, slot: &Slot, state: u64, now: u64) -> bool {
         let cells = self.cells.as_ref();
         match *slot {
