@@ -18,6 +18,70 @@ class TraceError extends Error {
 
 const isWhole = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
+/**
+ * What JSON.parse cannot tell about one line (a JSON object, already parsed): the names of
+ * its fields whose value is a number not written as a plain whole number (with a sign, a
+ * fraction or an exponent: `-0`, `5.0`, `1e3`), and the text of its `config` value. JSON.parse
+ * reads `5.0` as 5 and `-0` as 0; the other bindings' parsers (and the core's, for the
+ * config) see the text and refuse them, so this looks at the text too.
+ */
+function scanLine(raw) {
+  const notPlain = new Set();
+  let config = null;
+  let depth = 0;
+  let key = null; // the last field name read at depth 1
+  let valueStart = -1; // where the current depth-1 value began
+  for (let i = 0; i < raw.length; i++) {
+    const ch = raw[i];
+    if (ch === '"') {
+      let j = i + 1;
+      while (raw[j] !== '"') j += raw[j] === '\\' ? 2 : 1;
+      if (depth === 1 && valueStart < 0) {
+        let k = j + 1;
+        while (raw[k] === ' ' || raw[k] === '\t' || raw[k] === '\r') k++;
+        if (raw[k] === ':') {
+          key = JSON.parse(raw.slice(i, j + 1));
+          notPlain.delete(key); // a repeated field: the last value counts, as in JSON.parse
+          i = k;
+          continue;
+        }
+      }
+      if (depth === 1 && valueStart < 0) {
+        valueStart = i;
+        if (key === 'config') config = raw.slice(i, j + 1);
+      }
+      i = j;
+    } else if (ch === '{' || ch === '[') {
+      if (depth === 1 && valueStart < 0) valueStart = i;
+      depth++;
+    } else if (ch === '}' || ch === ']') {
+      depth--;
+      if (depth === 1 && key === 'config') config = raw.slice(valueStart, i + 1);
+    } else if (ch === ',') {
+      if (depth === 1) valueStart = -1;
+    } else if (ch === '-' || (ch >= '0' && ch <= '9')) {
+      let j = i;
+      while (j < raw.length && '+-.0123456789eE'.includes(raw[j])) j++;
+      if (depth === 1 && valueStart < 0) {
+        valueStart = i;
+        if (/[-.eE]/.test(raw.slice(i, j))) notPlain.add(key);
+        if (key === 'config') config = raw.slice(i, j);
+      }
+      i = j - 1;
+    } else if (depth === 1 && valueStart < 0 && (ch === 't' || ch === 'f' || ch === 'n')) {
+      valueStart = i;
+      const word = ch === 'f' ? 5 : 4;
+      if (key === 'config') config = raw.slice(i, i + word);
+      i += word - 1;
+    }
+  }
+  return { notPlain, config };
+}
+
+// A string JSON can hold but UTF-8 cannot: a lone surrogate (`"\\ud800"`), which the other
+// bindings' parsers refuse as invalid JSON.
+const wellFormed = (s) => typeof s !== 'string' || s.isWellFormed();
+
 /** Parses a trace's text: the config's JSON text (or null) and the requests. */
 function parseTrace(text) {
   let configJson = null;
@@ -40,7 +104,9 @@ function parseTrace(text) {
     if (Object.prototype.hasOwnProperty.call(value, 'config')) {
       if (seenRequest || configJson !== null) throw new TraceError(line, '`config` may only be on the first line');
       if (Object.keys(value).length !== 1) throw new TraceError(line, 'a config line holds only `config`');
-      configJson = JSON.stringify(value.config);
+      // The config's own text, as the other bindings pass it to the core's parser (which
+      // refuses `5.0` where JSON.stringify would have written 5).
+      configJson = scanLine(raw).config;
       continue;
     }
     seenRequest = true;
@@ -51,10 +117,18 @@ function parseTrace(text) {
       if (!(k in value)) throw new TraceError(line, `missing field \`${k}\``);
       return value[k];
     };
-    if (!isWhole(need('t_ms'))) throw new TraceError(line, '`t_ms` must be a whole number of milliseconds');
+    const { notPlain } = scanLine(raw);
+    if (!isWhole(need('t_ms')) || notPlain.has('t_ms')) {
+      throw new TraceError(line, '`t_ms` must be a whole number of milliseconds');
+    }
     if (typeof need('key') !== 'string') throw new TraceError(line, '`key` must be a string');
     if (typeof need('route') !== 'string') throw new TraceError(line, '`route` must be a string');
-    if (value.cost !== undefined && !isWhole(value.cost)) throw new TraceError(line, '`cost` must be a whole number');
+    if (value.cost !== undefined && (!isWhole(value.cost) || notPlain.has('cost'))) {
+      throw new TraceError(line, '`cost` must be a whole number');
+    }
+    for (const k of ['key', 'route']) {
+      if (!wellFormed(value[k])) throw new TraceError(line, `invalid JSON: a lone surrogate in \`${k}\``);
+    }
     requests.push({ line, tMs: value.t_ms, key: value.key, route: value.route, cost: value.cost ?? 1 });
   }
   return { configJson, requests };

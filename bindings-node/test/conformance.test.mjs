@@ -10,12 +10,23 @@ import { test } from 'node:test';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { replay } = require('../lib/replay.js');
+const { replay, TraceError } = require('../lib/replay.js');
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 const dir = join(root, 'conformance');
-const traces = readdirSync(dir).filter((f) => f.endsWith('.trace.jsonl')).sort();
+// The shared traces, then the project's own in edge/ (JSON forms, the default config).
+const traces = [
+  ...readdirSync(dir).filter((f) => f.endsWith('.trace.jsonl')).sort(),
+  ...readdirSync(join(dir, 'edge'))
+    .filter((f) => f.endsWith('.trace.jsonl'))
+    .sort()
+    .map((f) => join('edge', f)),
+];
+// Traces every binding's replay refuses, at line N of NAME.line-N.jsonl.
+const malformed = readdirSync(join(dir, 'malformed'))
+  .filter((f) => f.endsWith('.jsonl'))
+  .sort();
 const parseLines = (text) => text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l));
 
 test('there are conformance traces to replay', () => {
@@ -51,6 +62,18 @@ for (const name of traces) {
     assert.deepStrictEqual(got, expected);
   });
 }
+
+test('every trace in malformed/ is refused at its line', () => {
+  assert.ok(malformed.length >= 20, `found ${malformed.length}`);
+  for (const name of malformed) {
+    const line = Number(name.split('.line-')[1].replace(/\.jsonl$/, ''));
+    assert.throws(
+      () => replay(readFileSync(join(dir, 'malformed', name), 'utf8')),
+      (e) => e instanceof TraceError && e.line === line,
+      name,
+    );
+  }
+});
 
 test('a malformed trace: one line on stderr naming the line, exit status 2', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'asrl-'));

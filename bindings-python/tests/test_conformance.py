@@ -12,7 +12,10 @@ import pytest
 from aisoule_ratelimit._replay import TraceError, replay
 from tests.conftest import CONFORMANCE, REPO_ROOT
 
-TRACES = sorted(CONFORMANCE.glob("*.trace.jsonl"))
+# The shared traces, then the project's own in edge/ (JSON forms, the default config).
+TRACES = sorted(CONFORMANCE.glob("*.trace.jsonl")) + sorted(CONFORMANCE.glob("edge/*.trace.jsonl"))
+# Traces every binding's replay refuses, at line N of NAME.line-N.jsonl.
+MALFORMED = sorted(CONFORMANCE.glob("malformed/*.jsonl"))
 
 
 def expected(trace: Path) -> list[object]:
@@ -101,3 +104,15 @@ def test_invalid_cost_answers_error_and_changes_nothing() -> None:
     assert got[1] == {"error": "invalid_cost"}
     assert got[2]["allowed"] is True
     assert got[2]["headers"]["X-RateLimit-Remaining"] == "0"
+
+
+def test_there_are_malformed_traces() -> None:
+    assert len(MALFORMED) >= 20
+
+
+@pytest.mark.parametrize("trace", MALFORMED, ids=lambda p: p.name)
+def test_malformed_trace_is_refused_at_its_line(trace: Path) -> None:
+    line = int(trace.name.rsplit(".line-", 1)[1].removesuffix(".jsonl"))
+    with pytest.raises(TraceError) as info:
+        replay(trace.read_text())
+    assert info.value.line == line, str(info.value)

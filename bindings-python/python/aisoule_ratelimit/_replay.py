@@ -33,8 +33,25 @@ class _Request:
     cost: int
 
 
+def _int(text: str) -> int | float:
+    """A JSON integer as json reads it, except `-0`: json reads it as 0, the other bindings'
+    parsers as a signed number, refused where a whole number is due. As -0.0 it is refused
+    here too (and inside a config, which is dumped again for the core's parser)."""
+    return -0.0 if text == "-0" else int(text)
+
+
 def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _U64_MAX
+    return type(value) is int and 0 <= value <= _U64_MAX
+
+
+def _well_formed(value: Any) -> bool:
+    """Whether a string has UTF-8 bytes: a lone surrogate (`"\\ud800"`) has none, and the
+    other bindings' parsers refuse it as invalid JSON."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse(text: str) -> tuple[Limiter, list[_Request]]:
@@ -45,7 +62,7 @@ def _parse(text: str) -> tuple[Limiter, list[_Request]]:
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = json.loads(raw, parse_int=_int)
         except ValueError as e:
             raise TraceError(line, f"invalid JSON: {e}") from None
         if not isinstance(obj, dict):
@@ -75,6 +92,9 @@ def _parse(text: str) -> tuple[Limiter, list[_Request]]:
         cost = obj.get("cost", 1)
         if not _whole(cost):
             raise TraceError(line, "`cost` must be a whole number")
+        for k in ("key", "route"):
+            if not _well_formed(obj[k]):
+                raise TraceError(line, f"invalid JSON: a lone surrogate in `{k}`")
         requests.append(_Request(line, obj["t_ms"], obj["key"], obj["route"], cost))
     return (limiter if limiter is not None else Limiter(seed=_SEED)), requests
 

@@ -11,13 +11,21 @@ fn conformance_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn traces() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(conformance_dir())
+/// The files of `dir` whose names end with `suffix`, sorted.
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".trace.jsonl"))
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
         .collect();
     v.sort();
+    v
+}
+
+/// The shared traces, then the project's own in `edge/` (JSON forms, default config).
+fn traces() -> Vec<PathBuf> {
+    let mut v = files(&conformance_dir(), ".trace.jsonl");
+    v.extend(files(&conformance_dir().join("edge"), ".trace.jsonl"));
     v
 }
 
@@ -165,6 +173,32 @@ fn malformed_traces_name_the_line() {
     assert!(e.message.contains("too large"), "{e}");
     let e = trace_error("[1]");
     assert_eq!(e.to_string(), "line 1: must be a JSON object");
+}
+
+/// Every trace in `malformed/` (`NAME.line-N.jsonl`, shared by every binding's replay) is
+/// refused at line N.
+#[test]
+fn every_malformed_trace_is_refused_at_its_line() {
+    let malformed = files(&conformance_dir().join("malformed"), ".jsonl");
+    assert!(
+        malformed.len() >= 20,
+        "found only {} malformed traces",
+        malformed.len()
+    );
+    for path in &malformed {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let line: usize = name
+            .rsplit_once(".line-")
+            .and_then(|(_, rest)| rest.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: not NAME.line-N.jsonl"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let e = match replay(&text) {
+            Err(e) => e,
+            Ok(answers) => panic!("{name}: answered {answers:?}"),
+        };
+        assert_eq!(e.line, line, "{name}: {e}");
+    }
 }
 
 #[test]
