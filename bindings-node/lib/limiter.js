@@ -588,9 +588,12 @@ class Limiter {
       case L.codeUnknownPolicy:
         throw rangeError('ERR_RATELIMIT_UNKNOWN_POLICY', 'unknown_policy: no such policy in this limiter');
       case L.codeBadKey:
-        throw typeError('ERR_RATELIMIT_KEY', 'key must be a string or a Uint8Array');
+        throw typeError(
+          'ERR_RATELIMIT_KEY',
+          'key must be a string or a Uint8Array (a string without lone surrogates: those have no UTF-8 bytes)',
+        );
       case L.codeBadRoute:
-        throw typeError('ERR_RATELIMIT_ROUTE', 'route must be a string');
+        throw typeError('ERR_RATELIMIT_ROUTE', 'route must be a string without lone surrogates (those have no UTF-8 bytes)');
       case L.codeBadNow:
         throw rangeError('ERR_RATELIMIT_NOW', 'nowMs is out of range');
       default: {

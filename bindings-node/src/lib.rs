@@ -959,6 +959,25 @@ unsafe fn arg_bytes<'a>(
             // SAFETY: the first `len` bytes of `stack` were just written.
             return Some(unsafe { std::slice::from_raw_parts(out, len) });
         }
+        if !well_formed(units) {
+            return None;
+        }
+    } else if st == sys::Status::napi_ok {
+        // Too long for the stack: the units from the heap, only to look for lone surrogates.
+        // SAFETY: a null buffer asks for the length only.
+        if unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut len) }
+            != sys::Status::napi_ok
+        {
+            return None;
+        }
+        let mut units = vec![0u16; len + 1];
+        // SAFETY: `units` is writable for `len + 1` units; the caller vouches for env and value.
+        let st = unsafe {
+            sys::napi_get_value_string_utf16(env, value, units.as_mut_ptr().cast::<u16>(), len + 1, &mut len)
+        };
+        if st != sys::Status::napi_ok || !well_formed(&units[..len]) {
+            return None;
+        }
     }
     // SAFETY: `stack` is writable for STACK_LEN bytes; the caller vouches for env and value.
     let st = unsafe {
@@ -1021,6 +1040,12 @@ unsafe fn arg_bytes<'a>(
     // SAFETY: a Uint8Array's `data` points at `len` bytes that stay put while no JS runs
     // (the rest of this callback).
     Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+}
+
+/// Whether UTF-16 units have UTF-8 bytes: no lone surrogate (V8 would write U+FFFD for
+/// one, so `"a\ud800"` and `"a\ufffd"` would be one key; Python refuses such a string).
+fn well_formed(units: &[u16]) -> bool {
+    char::decode_utf16(units.iter().copied()).all(|c| c.is_ok())
 }
 
 /// `Number.MAX_SAFE_INTEGER`: the largest whole number a JS number holds exactly.

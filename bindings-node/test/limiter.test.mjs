@@ -130,6 +130,11 @@ test('bad arguments throw TypeError/RangeError with a code and change nothing', 
     [() => l.check(null, '/'), TypeError, 'ERR_RATELIMIT_KEY'],
     [() => l.check([1, 2], '/'), TypeError, 'ERR_RATELIMIT_KEY'],
     [() => l.check(new Uint16Array(2), '/'), TypeError, 'ERR_RATELIMIT_KEY'],
+    // A lone surrogate has no UTF-8 bytes (V8 would write U+FFFD in its place).
+    [() => l.check('b\ud800', '/'), TypeError, 'ERR_RATELIMIT_KEY'],
+    [() => l.check(`${'b'.repeat(600)}\udc00`, '/'), TypeError, 'ERR_RATELIMIT_KEY'],
+    [() => l.check('b', '/v1/\ud800x'), TypeError, 'ERR_RATELIMIT_ROUTE'],
+    [() => l.peek('b\udc00b', '/'), TypeError, 'ERR_RATELIMIT_KEY'],
     [() => l.check('b', 7), TypeError, 'ERR_RATELIMIT_ROUTE'],
     [() => l.check('b'), TypeError, 'ERR_RATELIMIT_ROUTE'],
     [() => l.check('b', '/', null), TypeError, 'ERR_RATELIMIT_OPTION'],
@@ -147,6 +152,11 @@ test('bad arguments throw TypeError/RangeError with a code and change nothing', 
   }
   assert.equal(l.peek('b', '/', { nowMs: T0 }).remaining, 119);
   assert.equal(l.check('b', '/', { nowMs: T0 }).remaining, 118);
+  // The key with U+FFFD where the lone surrogate was is a key of its own, never counted.
+  assert.equal(l.peek('b\ufffd', '/', { nowMs: T0 }).remaining, 120);
+  // Well-formed keys outside ASCII, short and long, are keys like any other.
+  assert.equal(l.check('b\u{1f600}', '/', { nowMs: T0 }).remaining, 119);
+  assert.equal(l.check(`${'b'.repeat(600)}\u{1f600}`, '/', { nowMs: T0 }).remaining, 119);
 });
 
 test('bad options throw with a code', () => {
