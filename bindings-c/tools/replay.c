@@ -282,28 +282,21 @@ static char peek_kind(struct cur *c) {
   return c->i < c->n ? c->s[c->i] : '\0';
 }
 
-static int whole_number(struct cur *c, const char *field, const char *what, uint64_t *out) {
+/* A whole number fitting u64 into *out: 1; not one (a string, `-0`, `5.0`, `1e3`...): -1, the
+ * value skipped and no error set, since a later occurrence of the field counts instead
+ * (the last, as serde_json, Python's json and JSON.parse keep it); invalid JSON: 0. */
+static int whole_number(struct cur *c, uint64_t *out) {
   int is_uint = 0;
   char k = peek_kind(c);
-  if (k != '-' && (k < '0' || k > '9')) {
-    if (!skip_value(c, 0)) return 0;
-    fail_at(c, "`%s` must be %s", field, what);
-    return 0;
-  }
+  if (k != '-' && (k < '0' || k > '9')) return skip_value(c, 0) ? -1 : 0;
   if (!number(c, &is_uint, out)) return 0;
-  if (!is_uint) {
-    fail_at(c, "`%s` must be %s", field, what);
-    return 0;
-  }
-  return 1;
+  return is_uint ? 1 : -1;
 }
 
-static int text_field(struct cur *c, const char *field, char **out, size_t *len) {
-  if (peek_kind(c) != '"') {
-    if (!skip_value(c, 0)) return 0;
-    fail_at(c, "`%s` must be a string", field);
-    return 0;
-  }
+/* A string into *out (allocated): 1; not a string: -1, skipped, no error set (as above);
+ * invalid JSON or no memory: 0. */
+static int text_field(struct cur *c, char **out, size_t *len) {
+  if (peek_kind(c) != '"') return skip_value(c, 0) ? -1 : 0;
   free(*out);
   *out = (char *)malloc(c->n + 1);
   if (!*out) {
@@ -318,6 +311,8 @@ enum line_kind { LINE_BLANK, LINE_CONFIG, LINE_REQUEST, LINE_ERROR };
 /* Parses one line: a request into *r, or the config object's span into cfg and cfg_len. */
 static enum line_kind parse_line(struct cur *c, struct request *r, const char **cfg, size_t *cfg_len) {
   int has_t = 0, has_key = 0, has_route = 0, has_config = 0, fields = 0;
+  /* Per field, the last occurrence's answer: 1 good, -1 of the wrong kind. */
+  int t_ok = 1, key_ok = 1, route_ok = 1, cost_ok = 1;
   char name[16];
   ws(c);
   if (c->i == c->n) return LINE_BLANK;
@@ -353,15 +348,15 @@ static enum line_kind parse_line(struct cur *c, struct request *r, const char **
         *cfg_len = c->i - start;
         has_config = 1;
       } else if (strcmp(name, "t_ms") == 0) {
-        if (!whole_number(c, "t_ms", "a whole number of milliseconds", &r->t_ms)) return LINE_ERROR;
+        if (!(t_ok = whole_number(c, &r->t_ms))) return LINE_ERROR;
         has_t = 1;
       } else if (strcmp(name, "cost") == 0) {
-        if (!whole_number(c, "cost", "a whole number", &r->cost)) return LINE_ERROR;
+        if (!(cost_ok = whole_number(c, &r->cost))) return LINE_ERROR;
       } else if (strcmp(name, "key") == 0) {
-        if (!text_field(c, "key", &r->key, &r->key_len)) return LINE_ERROR;
+        if (!(key_ok = text_field(c, &r->key, &r->key_len))) return LINE_ERROR;
         has_key = 1;
       } else if (strcmp(name, "route") == 0) {
-        if (!text_field(c, "route", &r->route, &r->route_len)) return LINE_ERROR;
+        if (!(route_ok = text_field(c, &r->route, &r->route_len))) return LINE_ERROR;
         has_route = 1;
       } else {
         if (!skip_value(c, 0)) return LINE_ERROR;
@@ -386,9 +381,14 @@ static enum line_kind parse_line(struct cur *c, struct request *r, const char **
     }
     return LINE_CONFIG;
   }
+  /* In the Rust replay's order: each field's presence, then its kind. */
   if (!has_t) { fail_at(c, "missing field `t_ms`"); return LINE_ERROR; }
+  if (t_ok < 0) { fail_at(c, "`t_ms` must be a whole number of milliseconds"); return LINE_ERROR; }
   if (!has_key) { fail_at(c, "missing field `key`"); return LINE_ERROR; }
+  if (key_ok < 0) { fail_at(c, "`key` must be a string"); return LINE_ERROR; }
   if (!has_route) { fail_at(c, "missing field `route`"); return LINE_ERROR; }
+  if (route_ok < 0) { fail_at(c, "`route` must be a string"); return LINE_ERROR; }
+  if (cost_ok < 0) { fail_at(c, "`cost` must be a whole number"); return LINE_ERROR; }
   if (r->t_ms > UINT64_MAX / 1000000u) {
     fail_at(c, "`t_ms` is too large for nanoseconds in 64 bits");
     return LINE_ERROR;
