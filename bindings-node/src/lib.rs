@@ -923,6 +923,7 @@ const STACK_LEN: usize = 512;
 
 /// Bytes of a key or route argument: a string (as UTF-8, copied into `stack` or `heap`) or
 /// a `Uint8Array` (borrowed; valid until the callback returns, as no JS runs meanwhile).
+/// `None` for anything else, a string with a lone surrogate included (it has no UTF-8).
 ///
 /// # Safety
 ///
@@ -937,7 +938,7 @@ unsafe fn arg_bytes<'a>(
     let mut len = 0usize;
     // Fast path for ASCII strings (API keys and paths nearly always are): V8 copies a string
     // out as UTF-16 with a plain widening copy, far cheaper than its UTF-8 encoder; ASCII
-    // narrowed back is its own UTF-8. Anything else takes the UTF-8 path below.
+    // narrowed back is its own UTF-8. Other well-formed strings take the UTF-8 path below.
     let mut wide = MaybeUninit::<[u16; STACK_LEN]>::uninit();
     // SAFETY: `wide` is writable for STACK_LEN units; the caller vouches for env and value.
     let st = unsafe {
