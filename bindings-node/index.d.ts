@@ -187,7 +187,11 @@ export declare class Limiter {
   readonly contentType: string;
   /** Full-table counts. */
   stats(): LimiterStats;
-  /** Decides a request by `key` to `route` and counts it when admitted. */
+  /**
+   * Decides a request by `key` to `route` and counts it when admitted. A string key is
+   * taken as its UTF-8 bytes; one holding a lone surrogate (no UTF-8 bytes) is a
+   * `TypeError` (`ERR_RATELIMIT_KEY`), as is such a route (`ERR_RATELIMIT_ROUTE`).
+   */
   check(key: string | Uint8Array, route: string, options?: CheckOptions): Decision;
   check(key: string | Uint8Array, route: string | undefined, options: CheckOptions & { policy: string }): Decision;
   /** What `check` would answer, counting nothing. */
