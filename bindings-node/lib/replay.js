@@ -78,10 +78,6 @@ function scanLine(raw) {
   return { notPlain, config };
 }
 
-// A string JSON can hold but UTF-8 cannot: a lone surrogate (`"\\ud800"`), which the other
-// bindings' parsers refuse as invalid JSON.
-const wellFormed = (s) => typeof s !== 'string' || s.isWellFormed();
-
 /** Parses a trace's text: the config's JSON text (or null) and the requests. */
 function parseTrace(text) {
   let configJson = null;
@@ -126,8 +122,10 @@ function parseTrace(text) {
     if (value.cost !== undefined && (!isWhole(value.cost) || notPlain.has('cost'))) {
       throw new TraceError(line, '`cost` must be a whole number');
     }
+    // A string JSON can hold but UTF-8 cannot: a lone surrogate (`"\\ud800"`), which the
+    // other bindings' parsers refuse as invalid JSON.
     for (const k of ['key', 'route']) {
-      if (!wellFormed(value[k])) throw new TraceError(line, `invalid JSON: a lone surrogate in \`${k}\``);
+      if (!value[k].isWellFormed()) throw new TraceError(line, `invalid JSON: a lone surrogate in \`${k}\``);
     }
     requests.push({ line, tMs: value.t_ms, key: value.key, route: value.route, cost: value.cost ?? 1 });
   }
