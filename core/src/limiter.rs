@@ -267,58 +267,75 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         let cells = self.cells.as_ref();
         let key_hash = self.key_hash(key);
         let t = now.mono_ns;
-        // The key's fingerprint for each rule of the policy. A one-rule policy's stays in a
-        // register (filled through the array, it was stored by one wide write and read back
-        // by a narrow one, which stalls).
         let first = table::fingerprint(key_hash, pid.index() * MAX_RULES);
-        let single = [first];
-        let mut fps = [0u64; MAX_RULES];
-        let own: &[u64] = if rules.len() == 1 {
-            &single
-        } else {
-            for (r, fp) in fps.iter_mut().enumerate().take(rules.len()) {
-                *fp = table::fingerprint(key_hash, pid.index() * MAX_RULES + r);
+        let [rule] = rules else {
+            return Ok(self.run_rules(cells, pid, key_hash, cost, now, consume));
+        };
+        // One rule (the common case): no arrays, no undo.
+        let own = [first];
+        let neutral = self.neutral(&own, t);
+        let fp = first;
+        loop {
+            let slot = table::find(cells, fp, &neutral, &[]);
+            let (state, table_full) = slot_state(&slot);
+            let outcome = if consume {
+                rule.decide_inline(state, t, cost)
+            } else {
+                rule.inspect(state, t, cost)
+            };
+            let outcomes = core::slice::from_ref(&outcome);
+            if table_full && self.on_full == FullTableMode::Closed {
+                if consume {
+                    self.full_closed.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(self.closed(pid, outcomes, now));
             }
-            &fps[..rules.len()]
-        };
-        // Whether another key's cell may be reused: never the key's own cell of another
-        // rule of this policy (that rule finds it as its own, and two rules aiming at one
-        // cell retry forever), never a tag this config does not know (we cannot judge it).
-        let neutral = |other: u64, state: u64| {
-            !own.contains(&other)
-                && table::rule_slot(other)
-                    .and_then(|s| self.rule_for_slot(s))
-                    .is_some_and(|rule| rule.is_neutral(state, t))
-        };
-        if let [rule] = rules {
-            // One rule (the common case): no arrays, no undo.
-            let fp = first;
-            loop {
-                let slot = table::find(cells, fp, &neutral, &[]);
-                let (state, table_full) = slot_state(&slot);
-                let outcome = if consume {
-                    rule.decide_inline(state, t, cost)
-                } else {
-                    rule.inspect(state, t, cost)
-                };
-                let outcomes = core::slice::from_ref(&outcome);
-                if table_full && self.on_full == FullTableMode::Closed {
-                    if consume {
-                        self.full_closed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return Ok(self.closed(pid, outcomes, now));
+            if !outcome.admitted || !consume {
+                return Ok(self.compose(pid, outcomes, outcome.admitted, table_full, now));
+            }
+            if self.store(cells, rule, fp, &slot, outcome.state, t) {
+                if table_full {
+                    self.full_open.fetch_add(1, Ordering::Relaxed);
                 }
-                if !outcome.admitted || !consume {
-                    return Ok(self.compose(pid, outcomes, outcome.admitted, table_full, now));
-                }
-                if self.store(rule, fp, &slot, outcome.state, t) {
-                    if table_full {
-                        self.full_open.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return Ok(self.compose(pid, outcomes, true, table_full, now));
-                }
+                return Ok(self.compose(pid, outcomes, true, table_full, now));
             }
         }
+    }
+
+    /// Whether another key's cell (`fp`, holding `state`) may be reused: never the key's
+    /// own cell of another rule of this policy (that rule finds it as its own, and two
+    /// rules aiming at one cell retry forever), never a tag this config does not know (we
+    /// cannot judge it). One closure type for every policy, so `find` is made once.
+    fn neutral<'a>(&'a self, own: &'a [u64], now: u64) -> impl Fn(u64, u64) -> bool + 'a {
+        move |fp: u64, state: u64| {
+            !own.contains(&fp)
+                && table::rule_slot(fp)
+                    .and_then(|s| self.rule_for_slot(s))
+                    .is_some_and(|rule| rule.is_neutral(state, now))
+        }
+    }
+
+    /// [`Limiter::run`] for a policy of two or more rules: all admit or nothing changes.
+    /// Kept out of line so the one-rule path keeps a small frame.
+    #[inline(never)]
+    fn run_rules(
+        &self,
+        cells: &[Cell],
+        pid: PolicyId,
+        key_hash: u64,
+        cost: u64,
+        now: Now,
+        consume: bool,
+    ) -> Decision {
+        let rules = self.config.policy(pid).rules();
+        let t = now.mono_ns;
+        // The key's fingerprint for each rule of the policy.
+        let mut fps = [0u64; MAX_RULES];
+        for (r, fp) in fps.iter_mut().enumerate().take(rules.len()) {
+            *fp = table::fingerprint(key_hash, pid.index() * MAX_RULES + r);
+        }
+        let own = &fps[..rules.len()];
+        let neutral = self.neutral(own, t);
         loop {
             let mut slots = [Slot::Full; MAX_RULES];
             let mut outcomes = [UNSET; MAX_RULES];
@@ -345,7 +362,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             // keeps its limit).
             let allowed = outcomes.iter().all(|o| o.admitted);
             if !allowed {
-                return Ok(self.compose(pid, outcomes, false, false, now));
+                return self.compose(pid, outcomes, false, false, now);
             }
             if table_full {
                 // No cell for one of the key's rules: the full-table mode answers for the
@@ -354,7 +371,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
                     if consume {
                         self.full_closed.fetch_add(1, Ordering::Relaxed);
                     }
-                    return Ok(self.closed(pid, outcomes, now));
+                    return self.closed(pid, outcomes, now);
                 }
                 // Fail-open: as for a fresh key (every rule admits a valid cost from 0).
                 for (o, rule) in outcomes.iter_mut().zip(rules) {
@@ -367,14 +384,14 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
                 if consume {
                     self.full_open.fetch_add(1, Ordering::Relaxed);
                 }
-                return Ok(self.compose(pid, outcomes, true, true, now));
+                return self.compose(pid, outcomes, true, true, now);
             }
             let outcomes = &*outcomes;
             if !consume {
-                return Ok(self.compose(pid, outcomes, true, false, now));
+                return self.compose(pid, outcomes, true, false, now);
             }
             if self.commit(rules, &fps, &slots, outcomes, cost, t) {
-                return Ok(self.compose(pid, outcomes, true, false, now));
+                return self.compose(pid, outcomes, true, false, now);
             }
             // Another thread moved one of the key's cells: decide again on fresh states.
         }
@@ -392,12 +409,13 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         cost: u64,
         now: u64,
     ) -> bool {
+        let cells = self.cells.as_ref();
         let mut done = [false; MAX_RULES];
         let order = (0..rules.len())
             .filter(|&r| rules[r].algorithm() == Algorithm::Window)
             .chain((0..rules.len()).filter(|&r| rules[r].algorithm() == Algorithm::Gcra));
         for r in order {
-            let stored = self.store(&rules[r], fps[r], &slots[r], outcomes[r].state, now);
+            let stored = self.store(cells, &rules[r], fps[r], &slots[r], outcomes[r].state, now);
             if !stored {
                 for (u, _) in done.iter().enumerate().filter(|(_, d)| **d) {
                     self.undo(&rules[u], fps[u], &slots[u], &outcomes[u], cost);
@@ -414,8 +432,15 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
     /// A rule without a cell (fail-open) stores nothing and succeeds.
     #[cfg_attr(target_pointer_width = "64", inline(always))]
     #[cfg_attr(not(target_pointer_width = "64"), inline)]
-    fn store(&self, rule: &crate::rule::Rule, fp: u64, slot: &Slot, state: u64, now: u64) -> bool {
-        let cells = self.cells.as_ref();
+    fn store(
+        &self,
+        cells: &[Cell],
+        rule: &crate::rule::Rule,
+        fp: u64,
+        slot: &Slot,
+        state: u64,
+        now: u64,
+    ) -> bool {
         match *slot {
             Slot::Found { index, word } => cells[index].swap_word(word, table::word(fp, state)).is_ok(),
             Slot::Vacant { index, word } => {

@@ -611,7 +611,7 @@ impl Divider {
             return (n >> self.shift, n & (self.d - 1));
         }
         // With m = floor(2^(64+s) / d) and d >= 2^s, the estimate is q or q - 1.
-        let mut q = (((n as u128 * self.magic as u128) >> 64) >> self.shift) as u64;
+        let mut q = ((n as u128 * self.magic as u128) >> 64) as u64 >> self.shift;
         let mut r = n - q * self.d;
         if r >= self.d {
             q += 1;
