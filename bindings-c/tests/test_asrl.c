@@ -803,11 +803,11 @@ static void test_shared_refusals_change_nothing(void) {
   CHECK(copy != NULL);
   if (copy) {
     memcpy(copy, before, len);
-    copy[8] = 2;
+    copy[8] = 1;
     seg_path("layout", other, sizeof other);
     CHECK(write_file(other, copy, len));
     CHECK_RC(open_shared(other, CUSTOM, NULL, &out), ASRL_RESULT_SHARED_LAYOUT);
-    CHECK(strstr(shared_error(text), "layout version 2") != NULL);
+    CHECK(strstr(shared_error(text), "layout version 1") != NULL);
     CHECK(unchanged(other, copy, len));
     unlink(other);
     /* A header field changed without its hash: corrupt. */

@@ -136,10 +136,10 @@ test('openShared refuses a segment that does not fit, naming the difference, and
     writeFileSync(corrupt, bytes);
     refuses(() => Limiter.openShared(corrupt, shared), 'ERR_RATELIMIT_SHARED_CORRUPT', corrupt, /layout hash mismatch/);
     const other = join(dir, 'other-version');
-    const v2 = Buffer.from(before);
-    v2.writeUInt32LE(2, 8);
-    writeFileSync(other, v2);
-    refuses(() => Limiter.openShared(other, shared), 'ERR_RATELIMIT_SHARED_LAYOUT', other, /layout version 2, this library reads version 1/);
+    const v1 = Buffer.from(before);
+    v1.writeUInt32LE(1, 8);
+    writeFileSync(other, v1);
+    refuses(() => Limiter.openShared(other, shared), 'ERR_RATELIMIT_SHARED_LAYOUT', other, /layout version 1, this library reads version 2/);
     const text = join(dir, 'text');
     writeFileSync(text, 'x'.repeat(4096));
     refuses(() => Limiter.openShared(text, shared), 'ERR_RATELIMIT_SHARED_NOT_A_SEGMENT', text, /not a rate-limit table segment/);

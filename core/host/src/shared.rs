@@ -32,8 +32,11 @@ use memmap2::MmapMut;
 
 /// The first 8 bytes of a segment.
 pub const MAGIC: [u8; 8] = *b"ASRLTBL\0";
-/// The layout version this code reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The layout version this code reads and writes. It changes with anything that moves a
+/// key's cell: the header, the cell, or where a fingerprint's probe sequence starts
+/// (version 2: the rule tag mixed into the top byte of the fingerprint, not remixed by
+/// a multiply).
+pub const LAYOUT_VERSION: u32 = 2;
 /// The header's size; cells start here (a multiple of the cell alignment).
 pub const HEADER_BYTES: usize = 128;
 const LAYOUT_HASH_AT: usize = 56;
