@@ -73,10 +73,11 @@ const _: () = {
 
 impl asrl_decision {
     fn from_core(d: &Decision) -> asrl_decision {
-        // The core has just stored these four one-byte fields one by one; read together
-        // (the optimiser merges them into one wider load) they cannot be forwarded from
-        // those stores and the load waits for them to reach the cache, about 3 ns a
-        // check. Volatile reads keep each read its own width.
+        // The core has just stored every field one by one; read together (the optimiser
+        // merges neighbours into one wider load, two u64 into one 16-byte copy) they
+        // cannot be forwarded from those stores and the load waits for them to reach
+        // the cache, about 3 ns a check for each such pair. Volatile reads keep each
+        // read its own width.
         let allowed = read_field(&d.allowed);
         let table_full = read_field(&d.table_full);
         let policy = read_field(&d.policy);
@@ -88,12 +89,12 @@ impl asrl_decision {
             policy: policy.index() as u32,
             binding_rule: u32::from(binding_rule),
             reserved: 0,
-            limit: d.limit,
-            remaining: d.remaining,
-            reset: d.reset,
-            reset_after_ns: d.reset_after_ns,
-            retry_after_seconds: d.retry_after_seconds,
-            retry_after_ns: d.retry_after_ns,
+            limit: read_field(&d.limit),
+            remaining: read_field(&d.remaining),
+            reset: read_field(&d.reset),
+            reset_after_ns: read_field(&d.reset_after_ns),
+            retry_after_seconds: read_field(&d.retry_after_seconds),
+            retry_after_ns: read_field(&d.retry_after_ns),
         }
     }
 }
@@ -146,7 +147,11 @@ enum CTarget {
 /// # Safety
 ///
 /// As `asrl_check`.
+// Inlined into each entry point: called, it took its own copy of the entry's stack
+// arguments, read two at a time (16 bytes) right after the C caller stored them one at a
+// time, which stalls on store-to-load forwarding (about 3 ns a check).
 #[allow(clippy::too_many_arguments, reason = "mirrors the C signature")]
+#[inline(always)]
 unsafe fn run(
     limiter: *const asrl_limiter,
     key: *const u8,

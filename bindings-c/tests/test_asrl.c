@@ -281,6 +281,9 @@ static void test_misuse_changes_nothing(void) {
            ASRL_RESULT_INVALID_PARAMETER);
   CHECK_RC(asrl_check(l, (const uint8_t *)"m", 1, "/v1/\xff", 5, 1, T0, T0, &d),
            ASRL_RESULT_INVALID_UTF8);
+  /* Past the ASCII fast path: a cut-short character is refused too. */
+  CHECK_RC(asrl_check(l, (const uint8_t *)"m", 1, "/v1/caf\xc3", 8, 1, T0, T0, &d),
+           ASRL_RESULT_INVALID_UTF8);
   CHECK_RC(asrl_check(l, (const uint8_t *)"m", 1, route, rl, 0, T0, T0, &d),
            ASRL_RESULT_INVALID_COST);
   CHECK_RC(asrl_check(l, (const uint8_t *)"m", 1, route, rl, 31, T0, T0, &d),
@@ -293,6 +296,12 @@ static void test_misuse_changes_nothing(void) {
   CHECK(memcmp(&d, &sentinel, sizeof d) == 0);
   CHECK_RC(peek(l, "m", route, &d), ASRL_RESULT_OK);
   CHECK(memcmp(&d, &before, sizeof d) == 0);
+
+  /* A route that is UTF-8 but not ASCII is a real path (the default policy's). */
+  CHECK_RC(asrl_check(l, (const uint8_t *)"u", 1, "/v1/caf\xc3\xa9", 9, 1, T0, T0,
+                      &d),
+           ASRL_RESULT_OK);
+  CHECK(d.allowed && d.limit == 120 && d.remaining == 119);
 
   /* Zero lengths are fine: the empty key and the empty route are real values. */
   CHECK_RC(asrl_check(l, NULL, 0, "", 0, 1, T0, T0, &d), ASRL_RESULT_OK);
