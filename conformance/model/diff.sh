@@ -3,7 +3,7 @@
 # Generates traces for seeds FIRST_SEED..FIRST_SEED+N-1 (default 1..N) with gen.py, runs
 # `conformance/replay LANG` (default rust) and the model on each, and prints, for every trace
 # whose answers differ, the seed, the first differing line number (request number, 1-based)
-# and both answers. Exit status 1 if any trace differs other than by the known case below.
+# and both answers. Exit status 1 if any trace differs.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -40,16 +40,14 @@ for k in range(max(len(m), len(i))):
             same = json.loads(a) == json.loads(b)
         except Exception:
             same = False
-        # the one known discrepancy (repro/01, 02): GCRA admission past u64::MAX ns denied
-        known = ' [known: repro/01]' if '"Retry-After":"18446744074"' in b else ''
-        print("seed %s: request %d differs%s%s\n  model: %s\n  %-5s: %s"
-              % (seed, k + 1, " (bytes only, equal as JSON)" if same else "", known, a, lang, b))
+        print("seed %s: request %d differs%s\n  model: %s\n  %-5s: %s"
+              % (seed, k + 1, " (bytes only, equal as JSON)" if same else "", a, lang, b))
         break
 PY
   fi
 done
-known=$(grep -c 'known: repro/01' "$tmp/log" 2>/dev/null || true)
-echo "compared $compared traces ($lang), $differing differing (${known:-0} of them the known repro/01 case), $skipped skipped by the model"
-# The known case is the core's documented departure at the end of the u64 clock (README,
-# "Ranges"); any other difference fails.
-[ $((differing - ${known:-0})) -eq 0 ]
+echo "compared $compared traces ($lang), $differing differing, $skipped skipped by the model"
+# Every difference fails. (Until 2026-11-29 GCRA admissions past u64::MAX ns were a known
+# departure, repro/01-02; the core now keeps the tat's 65th bit, and those traces are
+# conformance/edge/05-06.)
+[ "$differing" -eq 0 ]

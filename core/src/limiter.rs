@@ -79,11 +79,14 @@ pub struct Decision {
     pub remaining: u64,
     /// `X-RateLimit-Reset`: Unix epoch seconds, `ceil((wall + reset) / 1e9)`.
     pub reset: u64,
-    /// The binding rule's `reset` in nanoseconds from now.
+    /// The binding rule's `reset` in nanoseconds from now (`u64::MAX` when it is more:
+    /// only for a state from the end of the `u64` clock read after the clock went far
+    /// back; `reset` is exact even then).
     pub reset_after_ns: u64,
     /// `Retry-After` in seconds when denied (at least 1); 0 when allowed.
     pub retry_after_seconds: u64,
-    /// The largest `retry` of the denying rules in nanoseconds; 0 when allowed.
+    /// The largest `retry` of the denying rules in nanoseconds; 0 when allowed (and
+    /// `u64::MAX` when it is more, as `reset_after_ns`).
     pub retry_after_ns: u64,
     /// The policy that decided.
     pub policy: PolicyId,
@@ -306,8 +309,8 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
     /// own cell of another rule of this policy (that rule finds it as its own, and two
     /// rules aiming at one cell retry forever), never a tag this config does not know (we
     /// cannot judge it). One closure type for every policy, so `find` is made once.
-    fn neutral<'a>(&'a self, own: &'a [u64], now: u64) -> impl Fn(u64, u64) -> bool + 'a {
-        move |fp: u64, state: u64| {
+    fn neutral<'a>(&'a self, own: &'a [u64], now: u64) -> impl Fn(u64, u128) -> bool + 'a {
+        move |fp: u64, state: u128| {
             !own.contains(&fp)
                 && table::rule_slot(fp)
                     .and_then(|s| self.rule_for_slot(s))
@@ -438,7 +441,7 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         rule: &crate::rule::Rule,
         fp: u64,
         slot: &Slot,
-        state: u64,
+        state: u128,
         now: u64,
     ) -> bool {
         match *slot {
@@ -517,16 +520,16 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
         let retry_after_seconds = if allowed {
             0
         } else {
-            f.retry_ns.div_ceil(NS_PER_S).max(1)
+            (f.retry_ns.div_ceil(NS_PER_S as u128) as u64).max(1)
         };
         Decision {
             allowed,
             limit: f.limit,
             remaining: f.remaining,
             reset: epoch_seconds(now.wall_ns, f.reset_ns),
-            reset_after_ns: f.reset_ns,
+            reset_after_ns: saturated(f.reset_ns),
             retry_after_seconds,
-            retry_after_ns: if allowed { 0 } else { f.retry_ns },
+            retry_after_ns: if allowed { 0 } else { saturated(f.retry_ns) },
             policy: pid,
             binding_rule: binding as u8,
             table_full,
@@ -548,8 +551,8 @@ impl<S: AsRef<[Cell]>> Limiter<S> {
             allowed: false,
             limit: f.limit,
             remaining: 0,
-            reset: epoch_seconds(now.wall_ns, f.reset_ns.max(NS_PER_S)),
-            reset_after_ns: f.reset_ns.max(NS_PER_S),
+            reset: epoch_seconds(now.wall_ns, f.reset_ns.max(NS_PER_S as u128)),
+            reset_after_ns: saturated(f.reset_ns.max(NS_PER_S as u128)),
             retry_after_seconds: 1,
             retry_after_ns: NS_PER_S,
             policy: pid,
@@ -587,7 +590,7 @@ fn binding_rule(rules: &[crate::rule::Rule], outcomes: &[Outcome], allowed: bool
 }
 
 /// The state a slot holds (0 for a key without a cell) and whether the table was full.
-fn slot_state(slot: &Slot) -> (u64, bool) {
+fn slot_state(slot: &Slot) -> (u128, bool) {
     match *slot {
         Slot::Found { word, .. } => (table::state_of(word), false),
         Slot::Vacant { .. } => (0, false),
@@ -595,13 +598,18 @@ fn slot_state(slot: &Slot) -> (u64, bool) {
     }
 }
 
-/// `ceil((wall + reset) / 1e9)` in 128 bits.
-fn epoch_seconds(wall_ns: u64, reset_ns: u64) -> u64 {
-    match wall_ns.checked_add(reset_ns) {
+/// `ceil((wall + reset) / 1e9)` in 128 bits (below 2^67 / 1e9, so it fits in 64).
+fn epoch_seconds(wall_ns: u64, reset_ns: u128) -> u64 {
+    match u64::try_from(reset_ns).ok().and_then(|r| wall_ns.checked_add(r)) {
         // The common case in 64 bits: a 128-bit division is a library call.
         Some(total) => total.div_ceil(NS_PER_S),
-        None => (wall_ns as u128 + reset_ns as u128).div_ceil(NS_PER_S as u128) as u64,
+        None => (wall_ns as u128 + reset_ns).div_ceil(NS_PER_S as u128) as u64,
     }
+}
+
+/// A figure in ns as the decision's `u64` field holds it, `u64::MAX` past the clock.
+fn saturated(ns: u128) -> u64 {
+    u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -650,7 +658,7 @@ mod tests {
         let claimed = table::word(fp_x, outcome.state);
         cells[h].swap_word(0, claimed).unwrap();
         // Y probes past X's cell and claims the next one.
-        let never = |_: u64, _: u64| false;
+        let never = |_: u64, _: u128| false;
         let Slot::Vacant { index, word } = table::find(&cells, fp_y, &never, &[]) else {
             panic!("Y finds room");
         };

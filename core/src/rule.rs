@@ -1,6 +1,11 @@
 //! Rules as pure functions of `(state, now, cost)`: GCRA and the approximated rolling
 //! window (SEMANTICS.md 3.1 and 3.2). Nothing here reads a clock or touches memory
-//! shared with other threads; the table stores the `u64` states these functions return.
+//! shared with other threads; the table stores the states these functions return.
+//!
+//! A state is a `u128` of at most 65 bits: a window's packed counts fit in 64, and a GCRA
+//! `tat` is `now + c*T` at most `B*T` (at most 2^62 ns) past the clock, so near the end of
+//! the `u64` clock it passes `u64::MAX` ns. The contract's arithmetic is exact there
+//! too, so the state keeps that 65th bit (the table stores it in the fingerprint word).
 
 use core::fmt;
 
@@ -96,11 +101,13 @@ pub struct Figures {
     pub limit: u64,
     /// `remaining` after the decision.
     pub remaining: u64,
-    /// `reset`: ns from now until `remaining` would be back at `limit`.
-    pub reset_ns: u64,
+    /// `reset`: ns from now until `remaining` would be back at `limit`. Below 2^66: a
+    /// state from the end of the `u64` clock read after the clock went far back can be
+    /// more than `u64::MAX` ns ahead (the contract's arithmetic is exact there too).
+    pub reset_ns: u128,
     /// `retry`: ns from now until a request of the same cost would be admitted; 0 when
-    /// the request was admitted.
-    pub retry_ns: u64,
+    /// the request was admitted. Below 2^66, as `reset_ns`.
+    pub retry_ns: u128,
 }
 
 /// What a rule decides for one request.
@@ -108,23 +115,19 @@ pub struct Figures {
 pub struct Outcome {
     /// Whether this rule admits the request.
     pub admitted: bool,
-    /// The state to store if the whole policy admits (equal to the input when denied).
-    pub state: u64,
+    /// The state to store if the whole policy admits (equal to the input when denied);
+    /// below 2^65 (see the module's notes).
+    pub state: u128,
     /// The figures after the decision.
     pub figures: Figures,
 }
 
+/// The largest state: 65 bits (see the module's notes).
+pub(crate) const MAX_STATE: u128 = (1 << 65) - 1;
+
 /// Smallest number of bits that holds `v`.
 const fn bits(v: u64) -> u32 {
     64 - v.leading_zeros()
-}
-
-const fn sat_u64(v: u128) -> u64 {
-    if v > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        v as u64
-    }
 }
 
 impl Rule {
@@ -241,12 +244,10 @@ impl Rule {
     /// returns the state to store if the policy admits it, with the figures after it.
     ///
     /// `cost` must be from 1 to [`Rule::capacity`]; the limiter checks that before.
-    ///
-    /// One departure from the contract, at the end of the `u64` clock: a GCRA request
-    /// whose theoretical arrival time would pass `u64::MAX` ns cannot be stored, so it is
-    /// denied with `retry` `u64::MAX` (only within `B*T` of the clock's last nanosecond).
+    /// `state` is one this rule returned (or 0): a window's fits in 64 bits, and other
+    /// bits are ignored.
     #[inline]
-    pub fn decide(&self, state: u64, now: u64, cost: u64) -> Outcome {
+    pub fn decide(&self, state: u128, now: u64, cost: u64) -> Outcome {
         self.decide_inline(state, now, cost)
     }
 
@@ -257,12 +258,12 @@ impl Rule {
     /// copy takes matters more than the nanoseconds.
     #[cfg_attr(target_pointer_width = "64", inline(always))]
     #[cfg_attr(not(target_pointer_width = "64"), inline)]
-    pub(crate) fn decide_inline(&self, state: u64, now: u64, cost: u64) -> Outcome {
+    pub(crate) fn decide_inline(&self, state: u128, now: u64, cost: u64) -> Outcome {
         match self.algorithm {
             Algorithm::Gcra => self.gcra_decide(state, now, cost, true),
-            Algorithm::Window => match self.window_admit(state, now, cost) {
+            Algorithm::Window => match self.window_admit(state as u64, now, cost) {
                 Some(outcome) => outcome,
-                None => self.window_decide(state, now, cost, true),
+                None => self.window_decide(state as u64, now, cost, true),
             },
         }
     }
@@ -270,21 +271,21 @@ impl Rule {
     /// What [`Rule::decide`] would answer, without consuming: `admitted` says whether a
     /// request of `cost` would be admitted, and the figures describe `state` as it is.
     #[inline]
-    pub fn inspect(&self, state: u64, now: u64, cost: u64) -> Outcome {
+    pub fn inspect(&self, state: u128, now: u64, cost: u64) -> Outcome {
         match self.algorithm {
             Algorithm::Gcra => self.gcra_decide(state, now, cost, false),
-            Algorithm::Window => self.window_decide(state, now, cost, false),
+            Algorithm::Window => self.window_decide(state as u64, now, cost, false),
         }
     }
 
     /// Whether `state` is equivalent to a fresh key's at `now` (and at every later
     /// instant), so its cell may be reused for another key.
     #[inline]
-    pub fn is_neutral(&self, state: u64, now: u64) -> bool {
+    pub fn is_neutral(&self, state: u128, now: u64) -> bool {
         match self.algorithm {
-            Algorithm::Gcra => state <= now,
+            Algorithm::Gcra => state <= now as u128,
             Algorithm::Window => {
-                let w = self.roll(state, now);
+                let w = self.roll(state as u64, now);
                 w.prev == 0 && w.curr == 0
             }
         }
@@ -297,18 +298,15 @@ impl Rule {
     /// For GCRA it is exact when nothing else moved the cell; otherwise it removes
     /// `cost * T` from the backlog, which is exact unless the cell drained completely in
     /// between (documented in the crate's concurrency notes).
-    pub(crate) fn undo(&self, before: u64, committed: u64, current: u64, cost: u64) -> u64 {
+    pub(crate) fn undo(&self, before: u128, committed: u128, current: u128, cost: u64) -> u128 {
         if current == committed {
             return before;
         }
         match self.algorithm {
-            Algorithm::Gcra => {
-                let back = (cost as u128 * self.emission_ns as u128) as u64;
-                current.saturating_sub(back)
-            }
+            Algorithm::Gcra => current.saturating_sub(cost as u128 * self.emission_ns as u128),
             Algorithm::Window => {
-                let ours = self.unpack(committed);
-                let mut now = self.unpack(current);
+                let ours = self.unpack(committed as u64);
+                let mut now = self.unpack(current as u64);
                 // Index distance in the modular space of the stored index.
                 let mask = self.index_mask();
                 let d = now.index.wrapping_sub(ours.index) & mask;
@@ -317,26 +315,28 @@ impl Rule {
                 } else if d == 1 {
                     now.prev = now.prev.saturating_sub(cost);
                 }
-                self.pack(now)
+                self.pack(now) as u128
             }
         }
     }
 
     /// Folds two states of one key into one (used when two cells of a key were claimed
     /// at once): the counts or the backlogs add up.
-    pub(crate) fn merge(&self, a: u64, b: u64, now: u64) -> u64 {
+    pub(crate) fn merge(&self, a: u128, b: u128, now: u64) -> u128 {
         match self.algorithm {
             Algorithm::Gcra => {
-                let backlog = a.saturating_sub(now).saturating_add(b.saturating_sub(now));
+                let now = now as u128;
+                let backlog = a.saturating_sub(now) + b.saturating_sub(now);
                 if backlog == 0 {
                     a.max(b)
                 } else {
-                    now.saturating_add(backlog)
+                    // Each backlog is below 2^64 + 2^62; the sum is kept to 65 bits.
+                    (now + backlog).min(MAX_STATE)
                 }
             }
             Algorithm::Window => {
-                let x = self.roll(a, now);
-                let y = self.roll(b, now);
+                let x = self.roll(a as u64, now);
+                let y = self.roll(b as u64, now);
                 // Fold into the later window: a state stored by a thread whose clock had
                 // passed a window edge is ahead of `now` (read as "the clock went back").
                 let (hi, lo) = if y.index_abs > x.index_abs { (y, x) } else { (x, y) };
@@ -353,24 +353,20 @@ impl Rule {
                     curr: curr.min(max),
                     elapsed: hi.elapsed,
                 };
-                self.pack(merged)
+                self.pack(merged) as u128
             }
         }
     }
 
-    fn gcra_decide(&self, state: u64, now: u64, cost: u64, consume: bool) -> Outcome {
+    fn gcra_decide(&self, state: u128, now: u64, cost: u64, consume: bool) -> Outcome {
         let t = self.emission_ns as u128;
         let bt = self.burst as u128 * t;
         let now_w = now as u128;
-        let tat = state as u128;
+        let tat = state & MAX_STATE;
         let e = tat.max(now_w);
         let new_tat = e + cost as u128 * t;
-        let conforms = new_tat - now_w <= bt;
-        // The state is a u64 tat: a tat past the clock's last nanosecond cannot be stored
-        // (stored saturated, the key would admit without limit). Such a request is denied,
-        // never to be admitted within this clock: only within `B*T` (at most 2^62 ns,
-        // 146 years) of `u64::MAX` ns, 438 years after the clock's origin.
-        let admitted = conforms && new_tat <= u64::MAX as u128;
+        // Admitted, `new_tat <= now + B*T < 2^64 + 2^62`: the state stays within 65 bits.
+        let admitted = new_tat - now_w <= bt;
         let tat_after = if admitted && consume { new_tat } else { tat };
         let x = tat_after.max(now_w) - now_w;
         // `B*T <= 2^62`, so this division runs in 64 bits.
@@ -379,21 +375,15 @@ impl Rule {
         } else {
             0
         };
-        let retry = if admitted {
-            0
-        } else if conforms {
-            u64::MAX as u128
-        } else {
-            new_tat - bt - now_w
-        };
+        let retry = if admitted { 0 } else { new_tat - bt - now_w };
         Outcome {
             admitted,
-            state: tat_after as u64,
+            state: tat_after,
             figures: Figures {
                 limit: self.burst,
                 remaining,
-                reset_ns: sat_u64(x),
-                retry_ns: sat_u64(retry),
+                reset_ns: x,
+                retry_ns: retry,
             },
         }
     }
@@ -434,11 +424,11 @@ impl Rule {
         let curr = curr + cost;
         Some(Outcome {
             admitted: true,
-            state: ((j & mask) << (2 * b)) | (prev << b) | curr,
+            state: (((j & mask) << (2 * b)) | (prev << b) | curr) as u128,
             figures: Figures {
                 limit: self.limit,
                 remaining: self.limit - n,
-                reset_ns: 2 * w - a - (w - 1) / curr,
+                reset_ns: (2 * w - a - (w - 1) / curr) as u128,
                 retry_ns: 0,
             },
         })
@@ -482,7 +472,7 @@ impl Rule {
         };
         Outcome {
             admitted,
-            state: if consume { self.pack(w) } else { state },
+            state: if consume { self.pack(w) } else { state } as u128,
             figures: Figures {
                 limit: self.limit,
                 remaining,
@@ -631,13 +621,12 @@ fn div(num: u128, d: u64) -> u128 {
     }
 }
 
-fn clamp_ns(v: i128) -> u64 {
+/// A figure's signed sum, 0 when it is not positive (the clock went back).
+fn clamp_ns(v: i128) -> u128 {
     if v <= 0 {
         0
-    } else if v > u64::MAX as i128 {
-        u64::MAX
     } else {
-        v as u64
+        v as u128
     }
 }
 
@@ -680,7 +669,7 @@ mod tests {
     const S: u64 = NS_PER_S;
 
     /// Runs `decide` and returns (admitted, remaining, reset, retry) and the new state.
-    fn step(rule: &Rule, state: &mut u64, now: u64, cost: u64) -> (bool, u64, u64, u64) {
+    fn step(rule: &Rule, state: &mut u128, now: u64, cost: u64) -> (bool, u64, u64, u64) {
         let o = rule.decide(*state, now, cost);
         if o.admitted {
             *state = o.state;
@@ -690,8 +679,8 @@ mod tests {
         (
             o.admitted,
             o.figures.remaining,
-            o.figures.reset_ns,
-            o.figures.retry_ns,
+            u64::try_from(o.figures.reset_ns).expect("a reset within the clock"),
+            u64::try_from(o.figures.retry_ns).expect("a retry within the clock"),
         )
     }
 
@@ -737,7 +726,7 @@ mod tests {
                 let cost = 1 + next() % limit.min(4);
                 let o = rule.window_decide(state, at, cost, true);
                 if o.admitted {
-                    state = o.state;
+                    state = o.state as u64;
                 }
             }
             let cost = if next() % 2 == 0 { 1 } else { 1 + next() % limit };
@@ -753,7 +742,7 @@ mod tests {
                     "a fresh key's admission took the general path"
                 );
             }
-            assert_eq!(rule.decide(state, now, cost), general);
+            assert_eq!(rule.decide(state as u128, now, cost), general);
         }
         assert!(answered > runs / 4, "the fast path answered {answered} of {runs}");
     }
@@ -769,7 +758,7 @@ mod tests {
             assert!(ok);
             assert_eq!((remaining, reset, retry), (5 - k, k * 200 * MS, 0));
         }
-        assert_eq!(st, t0 + S);
+        assert_eq!(st, (t0 + S) as u128);
         // Denied: retry = e + cT - BT - now = 200 ms; nothing changes.
         assert_eq!(step(&rule, &mut st, t0, 1), (false, 0, S, 200 * MS));
         // One ns early is still denied, with 1 ns to wait.
@@ -823,22 +812,28 @@ mod tests {
         assert_eq!(step(&rule, &mut st, 10 * S, 1), (false, 0, S, 200 * MS));
     }
 
-    /// Regression: within `B*T` of the clock's end the tat was stored saturated at
-    /// `u64::MAX`, after which every request at that instant was admitted.
+    /// At the end of the `u64` clock a burst admits exactly `B` at one instant, with the
+    /// contract's figures: the tat passes `u64::MAX` ns and keeps its 65th bit. (It was
+    /// once stored saturated, after which every request was admitted; then such requests
+    /// were denied, against the contract.)
     #[test]
-    fn gcra_never_admits_more_than_its_burst_at_the_end_of_the_clock() {
+    fn gcra_admits_its_burst_at_the_end_of_the_clock() {
         let rule = Rule::gcra(5, S, 5).unwrap();
         for back in [0, 1, 200 * MS - 1, 200 * MS, 3 * 200 * MS + 7, S, 2 * S] {
             let now = u64::MAX - back;
             let mut st = 0;
             let admitted = (0..20).filter(|_| step(&rule, &mut st, now, 1).0).count() as u64;
-            // Every admitted request's tat fits in the clock, and never more than B.
-            assert_eq!(admitted, (back / (200 * MS)).min(5), "{back} ns before the end");
-            let o = rule.decide(st, now, 1);
-            assert!(!o.admitted);
-            if admitted < 5 {
-                assert_eq!(o.figures.retry_ns, u64::MAX);
+            assert_eq!(admitted, 5, "{back} ns before the end");
+            assert_eq!(st, now as u128 + 5 * 200 * MS as u128);
+            assert_eq!(st > u64::MAX as u128, back < S);
+            // Denied: nothing left, full again in B*T, the next one in T.
+            assert_eq!(step(&rule, &mut st, now, 1), (false, 0, S, 200 * MS));
+            // One T later, one more.
+            if back >= 200 * MS {
+                assert!(step(&rule, &mut st, now + 200 * MS, 1).0);
             }
+            assert!(!rule.is_neutral(st, now));
+            assert_eq!(rule.is_neutral(st, u64::MAX), st <= u64::MAX as u128);
         }
     }
 
@@ -848,11 +843,11 @@ mod tests {
         let o = rule.inspect(0, S, 5);
         assert!(o.admitted);
         assert_eq!((o.state, o.figures.remaining, o.figures.reset_ns), (0, 5, 0));
-        let o = rule.inspect(S + S, S, 1);
+        let o = rule.inspect((S + S) as u128, S, 1);
         assert!(!o.admitted);
         assert_eq!(
             (o.figures.remaining, o.figures.reset_ns, o.figures.retry_ns),
-            (0, S, 200 * MS)
+            (0, S as u128, (200 * MS) as u128)
         );
     }
 
@@ -936,9 +931,9 @@ mod tests {
         let o = rule.inspect(st, now, 4);
         assert!(!o.admitted);
         assert_eq!(o.figures.remaining, 3);
-        assert_eq!(o.figures.reset_ns, 52 * w + w - (w - 1) - now);
+        assert_eq!(o.figures.reset_ns, (52 * w + w - (w - 1) - now) as u128);
         // k = 10 - 1 - 4 = 5: retry = 51 W + W - floor((6W - 1) / 6) - now.
-        assert_eq!(o.figures.retry_ns, 52 * w - (6 * w - 1) / 6 - now);
+        assert_eq!(o.figures.retry_ns, (52 * w - (6 * w - 1) / 6 - now) as u128);
         assert!(!rule.is_neutral(st, now));
         // Admitting there counts in the stored window 51.
         assert!(step(&rule, &mut st, now, 3).0);
@@ -1048,7 +1043,7 @@ mod tests {
         // The cell rolled into the next window meanwhile: take it from prev.
         let next = rule.decide(ours, 6 * w, 1).state;
         let undone = rule.undo(before, ours, next, 3);
-        let p = rule.unpack(undone);
+        let p = rule.unpack(undone as u64);
         assert_eq!((p.prev, p.curr), (2, 1));
         // Nothing else moved: the state before.
         assert_eq!(rule.undo(before, ours, ours, 3), before);
@@ -1057,7 +1052,7 @@ mod tests {
         let b = g.decide(0, S, 1).state;
         let o = g.decide(b, S, 2).state;
         let other = g.decide(o, S, 1).state;
-        assert_eq!(g.undo(b, o, other, 2), other - 2 * 200 * MS);
+        assert_eq!(g.undo(b, o, other, 2), other - (2 * 200 * MS) as u128);
     }
 
     /// Regression: folding a state stored in the next window (by a thread whose clock had
@@ -1097,7 +1092,7 @@ mod tests {
         let g = Rule::gcra(5, S, 5).unwrap();
         let a = g.decide(0, S, 2).state;
         let b = g.decide(0, S, 1).state;
-        assert_eq!(g.merge(a, b, S), S + 3 * 200 * MS);
+        assert_eq!(g.merge(a, b, S), (S + 3 * 200 * MS) as u128);
         // Both drained: stays neutral.
         assert!(g.is_neutral(g.merge(a, b, 10 * S), 10 * S));
     }

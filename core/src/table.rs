@@ -1,9 +1,11 @@
 //! The fixed table of cells, in memory the caller provides.
 //!
-//! A cell is 16 bytes: a 64-bit fingerprint of (key, policy, rule) and that rule's 64-bit
-//! state, updated together by one 128-bit compare-and-swap. The fingerprint's low byte
-//! names the rule (1 + its index in the config; 0 marks an empty cell, 0xFF a cell given
-//! back), so any process can tell whether another key's cell is neutral and may be reused.
+//! A cell is 16 bytes: a 64-bit fingerprint of (key, policy, rule) and that rule's state,
+//! updated together by one 128-bit compare-and-swap. The fingerprint's low byte names the
+//! rule (1 + its index in the config; 0 marks an empty cell, 0xFF a cell given back), so
+//! any process can tell whether another key's cell is neutral and may be reused. Bit 8 of
+//! the fingerprint word is not the key's: it holds bit 64 of the state (a GCRA `tat` may
+//! pass `u64::MAX` ns, see the `rule` module); the high 64 bits hold the rest.
 //!
 //! A key's cells live within [`PROBE_LIMIT`] cells of its home (linear probing). Cells
 //! are never emptied again, only reused, so a lookup may stop at the first empty cell.
@@ -21,6 +23,8 @@ const TAG_TOMB: u64 = 0xff;
 /// A cell given back: reusable by any key, and (unlike an empty cell) not the end of a
 /// probe sequence.
 pub(crate) const WORD_TOMB: u128 = TAG_TOMB as u128;
+/// The bit of the fingerprint word that holds bit 64 of the state.
+const STATE_BIT_64: u64 = 1 << 8;
 
 /// One table cell: a fingerprint and a rule state, in one 16-byte atomic word.
 ///
@@ -51,7 +55,9 @@ impl Cell {
         }
     }
 
-    /// The fingerprint and state, read atomically (for inspection and tests).
+    /// The cell's two 64-bit halves, read atomically (for inspection and tests): the
+    /// fingerprint word (rule tag in the low byte, bit 8 the state's bit 64) and the low
+    /// 64 bits of the state.
     pub fn load(&self) -> (u64, u64) {
         let w = self.word.load(Ordering::Acquire);
         (w as u64, (w >> 64) as u64)
@@ -78,16 +84,20 @@ impl Default for Cell {
 /// The size of one cell in bytes (16).
 pub const CELL_SIZE: usize = core::mem::size_of::<Cell>();
 
-pub(crate) const fn word(fp: u64, state: u64) -> u128 {
-    ((state as u128) << 64) | fp as u128
+/// The cell word of fingerprint `fp` (bit 8 clear) and `state` (below 2^65).
+pub(crate) const fn word(fp: u64, state: u128) -> u128 {
+    let high = ((state >> 64) as u64 & 1) * STATE_BIT_64;
+    ((state as u64 as u128) << 64) | (fp | high) as u128
 }
 
+/// The fingerprint of a cell word (bit 8, the state's, cleared).
 pub(crate) const fn fp_of(w: u128) -> u64 {
-    w as u64
+    w as u64 & !STATE_BIT_64
 }
 
-pub(crate) const fn state_of(w: u128) -> u64 {
-    (w >> 64) as u64
+/// The state of a cell word.
+pub(crate) const fn state_of(w: u128) -> u128 {
+    (w >> 64) | (((w as u64 & STATE_BIT_64) as u128) << (64 - 8))
 }
 
 /// The rule tag of a fingerprint: `Some(rule slot)` for a live cell.
@@ -98,9 +108,10 @@ pub(crate) fn rule_slot(fp: u64) -> Option<usize> {
     }
 }
 
-/// A fingerprint for a key hash and a rule slot (`slot < 254`).
+/// A fingerprint for a key hash and a rule slot (`slot < 254`): 55 bits of the hash, bit 8
+/// left for the state, the rule tag in the low byte.
 pub(crate) const fn fingerprint(key_hash: u64, slot: usize) -> u64 {
-    (key_hash & !TAG_MASK) | (slot as u64 + 1)
+    (key_hash & !(TAG_MASK | STATE_BIT_64)) | (slot as u64 + 1)
 }
 
 /// The first cell of a fingerprint's probe sequence.
@@ -144,7 +155,7 @@ pub(crate) enum Slot {
 // stores and copied out with 16-byte loads, which stall on store-to-load forwarding
 // (about 11 ns of a two-rule check). On a microcontroller the flash matters more.
 #[cfg_attr(target_pointer_width = "64", inline(always))]
-pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u64) -> bool, taken: &[usize]) -> Slot {
+pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u128) -> bool, taken: &[usize]) -> Slot {
     let cap = cells.len();
     if cap == 0 {
         return Slot::Full;
@@ -206,7 +217,7 @@ pub(crate) fn find(cells: &[Cell], fp: u64, neutral: &impl Fn(u64, u64) -> bool,
 /// After claiming a cell for `fp`, folds any other cell claimed for the same key at the
 /// same time into the first one in probe order, so a key never counts in two places.
 /// `merge(a, b)` folds two states of the key.
-pub(crate) fn fold_duplicates(cells: &[Cell], fp: u64, merge: &impl Fn(u64, u64) -> u64) {
+pub(crate) fn fold_duplicates(cells: &[Cell], fp: u64, merge: &impl Fn(u128, u128) -> u128) {
     let cap = cells.len();
     let start = home(fp, cap);
     let mut first: Option<usize> = None;

@@ -30,8 +30,9 @@ use libfuzzer_sys::fuzz_target;
 
 const CELLS: usize = 4096;
 const MAX_OPS: usize = 256;
-/// Clocks stay below 2^63 so that `tat` (at most now + 2^62) never saturates.
-const MAX_NOW: u64 = 1 << 63;
+/// Clocks run to the end of the u64 clock, where a GCRA `tat` (at most now + 2^62) passes
+/// 2^64 ns: the core keeps its 65th bit, and every header stays exact.
+const MAX_NOW: u64 = u64::MAX;
 const BODY: &str = r#"{"success":false,"error":{"code":"rate_limit_exceeded","message":"Too many requests. Please wait before retrying.","retry_after_seconds":"#;
 
 fuzz_target!(|data: &[u8]| {
@@ -240,13 +241,14 @@ fn compose(ms: &[M], figs: &[Fig], pid: PolicyId, wall: u64) -> Decision {
         limit: u(f.limit),
         remaining: u(f.remaining),
         reset: u((wall as u128 + f.reset).div_ceil(NS_PER_S as u128)),
-        reset_after_ns: u(f.reset),
+        // The decision's ns figures are u64: past the clock they saturate (headers stay exact).
+        reset_after_ns: u(f.reset.min(u64::MAX as u128)),
         retry_after_seconds: if allowed {
             0
         } else {
             u(max_retry.div_ceil(NS_PER_S as u128).max(1))
         },
-        retry_after_ns: if allowed { 0 } else { u(max_retry) },
+        retry_after_ns: if allowed { 0 } else { u(max_retry.min(u64::MAX as u128)) },
         policy: pid,
         binding_rule: b as u8,
         table_full: false,
@@ -459,7 +461,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         let floor = states.values().filter_map(|e| e.floor).max().unwrap_or(0);
         now = candidate
             .min(MAX_NOW)
-            .max(u64::try_from(floor).unwrap().min(MAX_NOW));
+            .max(u64::try_from(floor).unwrap_or(u64::MAX).min(MAX_NOW));
         let wall = match u.int_in_range(0..=2u8)? {
             0 => now,
             1 => u.arbitrary()?,

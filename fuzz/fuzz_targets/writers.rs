@@ -1,7 +1,7 @@
 //! `writers`: every decision's text written into buffers of every size.
 //!
 //! Decisions come from a real limiter (a random config and a few requests, with clocks
-//! up to `u64::MAX`, where GCRA states saturate) and are also made up field by field
+//! up to `u64::MAX`, where a GCRA `tat` passes 2^64 ns) and are also made up field by field
 //! (any `u64`, names of every allowed length). For each, in every header style and for
 //! the body, the text written into a `String` is first compared with the contract's
 //! formatting done here; then it is written with `write_to_slice` and with a
@@ -218,7 +218,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let seed = Seed([u.arbitrary()?, u.arbitrary()?]);
     let cells: Vec<Cell> = (0..256).map(|_| Cell::new()).collect();
     let limiter = Limiter::new(config, cells, seed);
-    // Any clock, up to the end of u64 (where GCRA states saturate).
+    // Any clock, up to the end of u64 (where a GCRA `tat` passes 2^64 ns).
     let mut now: u64 = match u.int_in_range(0..=2u8)? {
         0 => u.int_in_range(0..=1u64 << 63)?,
         1 => u64::MAX - u.int_in_range(0..=1u64 << 62)?,

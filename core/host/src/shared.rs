@@ -35,7 +35,7 @@ pub const MAGIC: [u8; 8] = *b"ASRLTBL\0";
 /// The layout version this code reads and writes. It changes with anything that moves a
 /// key's cell: the header, the cell, or where a fingerprint's probe sequence starts
 /// (version 2: the rule tag mixed into the top byte of the fingerprint, not remixed by
-/// a multiply).
+/// a multiply; bit 8 of the fingerprint word holds bit 64 of the state).
 pub const LAYOUT_VERSION: u32 = 2;
 /// The header's size; cells start here (a multiple of the cell alignment).
 pub const HEADER_BYTES: usize = 128;

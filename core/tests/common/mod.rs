@@ -328,30 +328,28 @@ impl Model {
             });
         }
         let b = binding.expect("a binding rule");
-        let mut f = answers[b];
-        // Figures in ns from now are u64 in a Decision: a figure past 2^64 - 1 ns (only a
-        // 100-year window read with the clock gone back to near 0) is reported saturated.
-        f.reset = f.reset.min(u64::MAX as u128);
-        f.retry = f.retry.min(u64::MAX as u128);
+        let f = answers[b];
+        // The header figures are exact; the decision's figures in ns from now are u64, so
+        // one past 2^64 - 1 ns (a 100-year window, or a GCRA tat from the end of the
+        // clock, read with the clock gone back to near 0) is reported saturated there.
         let max_retry = answers
             .iter()
             .filter(|a| !a.admitted)
             .map(|a| a.retry)
             .max()
-            .unwrap_or(0)
-            .min(u64::MAX as u128);
+            .unwrap_or(0);
         Ok(ModelDecision {
             allowed,
             limit: to_u64(f.limit),
             remaining: to_u64(f.remaining),
             reset: to_u64((now.wall_ns as u128 + f.reset).div_ceil(1_000_000_000)),
-            reset_after_ns: to_u64(f.reset),
+            reset_after_ns: to_u64(f.reset.min(u64::MAX as u128)),
             retry_after_seconds: if allowed {
                 0
             } else {
                 to_u64(max_retry.div_ceil(1_000_000_000).max(1))
             },
-            retry_after_ns: to_u64(f.retry),
+            retry_after_ns: to_u64(f.retry.min(u64::MAX as u128)),
             policy: self.ids[pid],
             binding_rule: b as u8,
         })
