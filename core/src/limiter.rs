@@ -75,10 +75,14 @@ pub struct Decision {
     pub allowed: bool,
     /// `X-RateLimit-Limit`: the binding rule's limit.
     pub limit: u64,
-    /// `X-RateLimit-Remaining`: the binding rule's remaining requests.
-    pub remaining: u64,
+    // `reset` sits between `limit` and `remaining`, which are neighbours in the rule's
+    // 16-byte-aligned `Figures`. Copied to neighbours here, the two moved as one 16-byte
+    // load, which stalls on the two 8-byte stores that wrote them just before (0.9 ns of
+    // a check in the Node addon, measured).
     /// `X-RateLimit-Reset`: Unix epoch seconds, `ceil((wall + reset) / 1e9)`.
     pub reset: u64,
+    /// `X-RateLimit-Remaining`: the binding rule's remaining requests.
+    pub remaining: u64,
     /// The binding rule's `reset` in nanoseconds from now (`u64::MAX` when it is more:
     /// only for a state from the end of the `u64` clock read after the clock went far
     /// back; `reset` is exact even then).
