@@ -67,7 +67,6 @@ const ROUTE_CACHE_LEN = 256;
 // generic path then serves.
 const MAKERS = new Map();
 function headersMaker(names) {
-  if (names.length === 0 || names.length > 6) return null;
   const id = JSON.stringify(names);
   let maker = MAKERS.get(id);
   if (maker === undefined) {
@@ -308,8 +307,10 @@ class Limiter {
     // value is a figure's number (the addon's plan, learned from the core); else empty.
     this.#planAllowed = (b.planAllowed ?? []).map((i) => this.#names[i]);
     this.#planDenied = (b.planDenied ?? []).map((i) => this.#names[i]);
-    this.#makeAllowed = headersMaker(this.#planAllowed);
-    this.#makeDenied = headersMaker(this.#planDenied);
+    // Makers for the usual shapes only (the three headers of an allowed decision, four of a
+    // denied one), so #planHeaders need not look at the plan's length on every check.
+    this.#makeAllowed = this.#planAllowed.length === 3 ? headersMaker(this.#planAllowed) : null;
+    this.#makeDenied = this.#planDenied.length === 4 ? headersMaker(this.#planDenied) : null;
     this.#info = native.info(handle);
     this.#policies = this.#info.policies;
     this.#policyIndex = new Map(this.#policies.map((name, i) => [name, i]));
@@ -495,12 +496,10 @@ class Limiter {
     const s = S_SLOTS;
     if (f[S_ALLOWED] === 1) {
       const make = this.#makeAllowed;
-      if (make !== null && this.#planAllowed.length === 3) return make(t[f[s]], t[f[s + 1]], t[f[s + 2]]);
+      if (make !== null) return make(t[f[s]], t[f[s + 1]], t[f[s + 2]]);
     } else {
       const make = this.#makeDenied;
-      if (make !== null && this.#planDenied.length === 4) {
-        return make(t[f[s]], t[f[s + 1]], t[f[s + 2]], t[f[s + 3]]);
-      }
+      if (make !== null) return make(t[f[s]], t[f[s + 1]], t[f[s + 2]], t[f[s + 3]]);
     }
     return this.#headers(f);
   }
