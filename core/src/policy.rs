@@ -34,6 +34,8 @@ impl PolicyId {
 pub struct Policy {
     name: String<MAX_NAME_LEN>,
     rules: Vec<Rule, MAX_RULES>,
+    /// The smallest capacity of the rules, kept: every check compares its cost with it.
+    max_cost: u64,
 }
 
 impl Policy {
@@ -63,6 +65,7 @@ impl Policy {
         Ok(Policy {
             name: stored_name,
             rules: stored_rules,
+            max_cost: rules.iter().map(Rule::capacity).min().unwrap_or(0),
         })
     }
 
@@ -80,7 +83,7 @@ impl Policy {
     /// The largest cost this policy accepts: the smallest capacity of its rules.
     #[inline]
     pub fn max_cost(&self) -> u64 {
-        self.rules.iter().map(Rule::capacity).min().unwrap_or(0)
+        self.max_cost
     }
 }
 
