@@ -396,12 +396,32 @@ class Limiter {
    * `options.cost` (default 1); `options.nowMs` serves as both clocks.
    */
   check(key, route, options) {
+    // The usual request (a string key, the route string of the last request, no
+    // options) takes #fast, small enough for V8 to inline into the caller with the
+    // decision's construction; #run is not (2.5-4 ns a check, measured).
+    if (options === undefined && route === this.#lastRoute && typeof key === 'string') return this.#fast(0, key);
     return this.#run(0, key, route, options);
   }
 
   /** What `check` would answer, counting nothing. */
   peek(key, route, options) {
+    if (options === undefined && route === this.#lastRoute && typeof key === 'string') return this.#fast(1, key);
     return this.#run(1, key, route, options);
+  }
+
+  // #run for a string key, a route string whose policy is the last one remembered
+  // (#lastRoute is a string when it is not null), no options.
+  #fast(mode, key) {
+    const f = F64;
+    f[S_MODE] = mode;
+    f[S_COST] = 1;
+    f[S_NOW_MS] = NaN;
+    f[S_POLICY_IN] = this.#lastPolicy;
+    U32[S_BOUND * 2] = this.#index;
+    const body = HOT(key, undefined);
+    const code = f[S_CODE];
+    if (code !== CODE_OK) this.#fail(code);
+    return this.#decision(f, body);
   }
 
   #run(mode, key, route, options) {
@@ -480,6 +500,11 @@ class Limiter {
     const code = f[S_CODE];
     if (code !== CODE_OK) this.#fail(code);
     if (!routed) this.#remember(route, f[S_ROUTED]);
+    return this.#decision(f, body);
+  }
+
+  // The decision the core wrote into the scratch (`body`: what the hot call returned).
+  #decision(f, body) {
     return new Decision(
       f[S_ALLOWED] === 1,
       f[S_STATUS],
@@ -496,7 +521,7 @@ class Limiter {
 
   // The headers of a decision the plan covers (the core wrote only the text cache's slots)
   // through the plan's object-literal maker, in the usual shapes (the three headers of an
-  // allowed decision, four of a denied one); else #headers. Small, so V8 inlines it in #run.
+  // allowed decision, four of a denied one); else #headers. Small, so V8 inlines it.
   #planHeaders(f) {
     const t = this.#cacheText;
     const s = S_SLOTS;

@@ -1,8 +1,9 @@
 // The hot path's shortcuts give what the plain path gives: header text reused from the
 // text cache (colliding slots, denials, a header style that is always formatted), 429
 // bodies reused by Retry-After (colliding slots), route strings remembered with their
-// policy (more of them than are kept, long ones), and one hot function serving many
-// limiter objects (interleaved, collected, replaced).
+// policy (more of them than are kept, long ones), the usual call's short path (a string
+// key, the last route, no options), and one hot function serving many limiter objects
+// (interleaved, collected, replaced).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import v8 from 'node:v8';
@@ -142,6 +143,38 @@ test('remembered routes: the core routes every string, more of them than are kep
   const b = l.check('k', '/v1/messages/7', { nowMs: T0 });
   assert.equal(a.remaining - 1, b.remaining);
   assert.equal(l.peek('k', '/v1/messages', { nowMs: T0 }).remaining, b.remaining);
+});
+
+test('the usual call (string key, the last route, no options) answers as the general path', () => {
+  // Two limiters alike: one called without options after its first call of a route (the
+  // short path), one always with an empty options object (the general path). The clocks
+  // are the process's, so only `reset` may differ, by the second boundary between calls.
+  const config = {
+    policies: { p: [{ algorithm: 'window', limit: 3, period_ms: 3_600_000 }], q: [{ algorithm: 'gcra', limit: 2, period_ms: 3_600_000 }] },
+    routes: [{ prefix: '/q', policy: 'q' }],
+    defaultPolicy: 'p',
+  };
+  const short = new Limiter({ ...config, seed: SEED });
+  const general = new Limiter({ ...config, seed: SEED });
+  const requests = [
+    ['k', '/x'], ['k', '/x'], ['k', '/x'], ['k', '/x'], ['k', '/q'], ['k', '/q'], ['k', '/q'],
+    ['k', '/x'], ['\u00e9t\u00e9', '/x'], ['\u00e9t\u00e9', '/x'], ['', '/x'], ['k2', '/q/1'], ['k2', '/q/1'],
+  ];
+  for (const [i, [key, route]] of requests.entries()) {
+    for (const mode of ['peek', 'check']) {
+      const a = short[mode](key, route);
+      const b = general[mode](key, route, {});
+      assert.ok(Math.abs(a.reset - b.reset) <= 1, `request ${i} ${mode}: reset ${a.reset} against ${b.reset}`);
+      const same = (d) => ({ ...d, reset: 0, headers: { ...d.headers, 'X-RateLimit-Reset': '' } });
+      assert.deepEqual(same(a), same(b), `request ${i} ${mode}`);
+      assert.deepEqual(Object.keys(a.headers), Object.keys(b.headers));
+    }
+  }
+  // Refused on the short path as on the general one: a key without UTF-8 bytes.
+  for (const l of [short, general]) {
+    assert.throws(() => l.check('a\ud800', '/x'), { name: 'TypeError', code: 'ERR_RATELIMIT_KEY' });
+  }
+  assert.equal(short.peek('a', '/x').remaining, 3);
 });
 
 test('many limiter objects, one hot function: interleaved, each its own table and text', () => {
