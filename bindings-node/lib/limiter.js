@@ -265,6 +265,8 @@ function nativeHandle(opts, name) {
 }
 
 const INTERNAL = Symbol('aisoule.internal');
+// What a limiter's last route is before it has one: equal to no argument.
+const NO_ROUTE = Symbol('aisoule.no-route');
 
 /**
  * A rate limiter: policies of rules over a fixed table of native memory.
@@ -288,7 +290,7 @@ class Limiter {
   #makeAllowed;
   #makeDenied;
   #routes;
-  #lastRoute = null;
+  #lastRoute = NO_ROUTE;
   #lastPolicy = -1;
   #info;
 
@@ -409,8 +411,8 @@ class Limiter {
     return this.#run(1, key, route, options);
   }
 
-  // #run for a string key, a route string whose policy is the last one remembered
-  // (#lastRoute is a string when it is not null), no options.
+  // #run for a string key, the route string whose policy was remembered last (#lastRoute
+  // is a string, or NO_ROUTE, which no argument equals), no options.
   #fast(mode, key) {
     const f = F64;
     f[S_MODE] = mode;

@@ -170,6 +170,10 @@ test('the usual call (string key, the last route, no options) answers as the gen
       assert.deepEqual(Object.keys(a.headers), Object.keys(b.headers));
     }
   }
+  // A fresh limiter has no last route: a missing route is refused as a missing route.
+  for (const r of [null, undefined]) {
+    assert.throws(() => new Limiter(config).check('k', r), { name: 'TypeError', code: 'ERR_RATELIMIT_ROUTE', message: /route must be a string \(or give options.policy\)/ });
+  }
   // Refused on the short path as on the general one: a key without UTF-8 bytes.
   for (const l of [short, general]) {
     assert.throws(() => l.check('a\ud800', '/x'), { name: 'TypeError', code: 'ERR_RATELIMIT_KEY' });
