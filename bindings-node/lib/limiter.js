@@ -412,7 +412,9 @@ class Limiter {
   }
 
   // #run for a string key, the route string whose policy was remembered last (#lastRoute
-  // is a string, or NO_ROUTE, which no argument equals), no options.
+  // is a string, or NO_ROUTE, which no argument equals), no options. It repeats #run's
+  // scratch writes and call rather than sharing a helper with it: with the helper (inlined
+  // all the same), a check took 3 ns more (interleaved loops, 78.2 against 81.9 ns).
   #fast(mode, key) {
     const f = F64;
     f[S_MODE] = mode;

@@ -122,7 +122,8 @@ fn run_floor(part: Floor, cells: &[AtomicU128], keys: &[[u8; 24]], iters: u64, c
         if let Floor::Hash = part {
             black_box(hash);
         } else {
-            // The core's home: a multiply-high of the hash with the capacity.
+            // A home as the core's: a multiply-high of the hash with the capacity (the
+            // core first mixes the rule tag into the top byte).
             let cell = &cells[((u128::from(hash) * cells.len() as u128) >> 64) as usize];
             let word = cell.load(std::sync::atomic::Ordering::Acquire);
             let fp = hash | 1;
